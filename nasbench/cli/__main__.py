@@ -1,0 +1,5 @@
+"""``python -m nasbench.cli``."""
+
+from nasbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,19 @@
+"""The search loop, evaluators and the Optuna study that records every trial."""
+
+from __future__ import annotations
+
+from nasbench.runner._evaluator import TrainingEvaluator, trial_seed
+from nasbench.runner._loop import SearchSummary, resume_seed, run_search
+from nasbench.runner._ranking import best_trial, pareto_trials, top_trials
+from nasbench.runner._study import (
+    DEFAULT_STORAGE,
+    StudyRecorder,
+    TrialRecord,
+    open_storage,
+    open_study,
+)
+
+__all__ = [
+    "DEFAULT_STORAGE", "SearchSummary", "StudyRecorder", "TrainingEvaluator", "TrialRecord", "best_trial",
+    "open_storage", "open_study", "pareto_trials", "resume_seed", "run_search", "top_trials", "trial_seed",
+]

@@ -1,0 +1,91 @@
+"""Evaluators: turn a genome into an ``Evaluation`` (train from scratch and measure)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from nasbench.errors import NasbenchError
+from nasbench.objectives import Evaluation, Objectives
+
+if TYPE_CHECKING:
+    from nasbench.space import Genome
+    from nasbench.train import TrainConfig
+
+__all__ = ["TrainingEvaluator", "trial_seed"]
+
+logger = logging.getLogger(__name__)
+
+
+def trial_seed(seed: int, genome: Genome) -> int:
+    """The seed a genome is trained with: fixed by the search seed and the genome, not the order."""
+    digest = hashlib.sha256(f"{seed}:{genome.hash}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class TrainingEvaluator:
+    """Builds each genome, trains it from scratch on a dataset and reports its metrics.
+
+    Holds only plain settings (the space by name or path, the dataset spec) so it can be
+    shipped to worker processes; the space and dataset load once per process.
+
+    Args:
+        space: Built-in space name or path of a space file.
+        dataset: Dataset spec ``NAME[:PATH]``.
+        train: Training settings.
+        objectives: Objectives; ``latency`` makes every trial measure CPU latency.
+        data_seed: Seed of the train/val/test split (the same for every trial).
+        limit: Cap on every split's size (quick runs).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+        measure_latency: Measure latency even when it is not an objective.
+        latency_threads: Torch threads while measuring latency (fixed for comparable numbers).
+    """
+
+    space: str
+    dataset: str
+    train: TrainConfig
+    objectives: Objectives = field(default_factory=lambda: Objectives(("accuracy",)))
+    data_seed: int = 0
+    limit: int | None = None
+    device: str = "auto"
+    measure_latency: bool = False
+    latency_threads: int = 1
+
+    def load_data(self):  # noqa: ANN201 - DatasetSplits, imported lazily
+        """The dataset splits (cached per process by the data layer)."""
+        from nasbench.data import load_dataset
+
+        return load_dataset(self.dataset, seed=self.data_seed, limit=self.limit)
+
+    def __call__(self, genome: Genome, seed: int) -> Evaluation:
+        """Train ``genome`` with ``seed``; failures become an Evaluation with a reason."""
+        import torch
+
+        from nasbench._spaces import load_space
+        from nasbench.hardware import measure_latency
+        from nasbench.train import resolve_device, train_model
+
+        space = load_space(self.space)
+        data = self.load_data()
+        metrics: dict = {"seed": seed}
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.random.default_generator.manual_seed(seed)
+                model = space.build(genome, num_classes=data.num_classes, input_shape=data.input_shape)
+            result = train_model(model, data, self.train, seed=seed, device=self.device)
+            metrics.update(result.to_dict())
+            if self.measure_latency or "latency" in self.objectives.names:
+                metrics["latency_ms"] = measure_latency(model.cpu(), data.input_shape, threads=self.latency_threads)
+                metrics["latency_device"] = "cpu"
+                model.to(resolve_device(self.device))
+            return Evaluation(self.objectives.values(metrics), metrics)
+        except NasbenchError as exc:
+            logger.warning("trial of genome %s failed: %s", genome.hash, exc)
+            return Evaluation(None, metrics, failure=str(exc))
+        except (RuntimeError, ValueError, TypeError, ArithmeticError, MemoryError) as exc:
+            logger.warning("trial of genome %s failed: %s: %s", genome.hash, type(exc).__name__, exc,
+                           exc_info=logger.isEnabledFor(logging.DEBUG))
+            return Evaluation(None, metrics, failure=f"{type(exc).__name__}: {exc}")

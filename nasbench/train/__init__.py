@@ -1,0 +1,17 @@
+"""Train and evaluate one architecture: budgets, optimizers, seeded and reproducible."""
+
+from __future__ import annotations
+
+from nasbench.train._config import TrainConfig
+from nasbench.train._device import resolve_device
+from nasbench.train._evaluate import evaluate
+from nasbench.train._result import TrainResult
+from nasbench.train._trainer import train_model
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "resolve_device",
+    "train_model",
+]

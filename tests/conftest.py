@@ -1,0 +1,46 @@
+"""Shared fixtures: a tiny user-written macro space and a user space file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nasbench.space import Block, Choice, MacroSpace, Stage
+
+#: Source of a user's space file, as ``nasbench search --space my_space.py`` would load it.
+USER_SPACE_SOURCE = '''
+from nasbench.space import Block, Choice, MacroSpace, Stage
+
+SPACE = MacroSpace(
+    "user_file_space",
+    stem_width=8,
+    stages=[
+        Stage("s1", Block("conv_3x3"), width=Choice([8, 16]), depth=Choice([1, 2]), stride=2),
+        Stage("s2", Block("mbconv", kernel_size=Choice([3, 5]), expansion=2), width=16, stride=2),
+    ],
+)
+'''
+
+
+@pytest.fixture(scope="session")
+def tiny_space() -> MacroSpace:
+    """A small space with every DSL feature: width, depth, op choice with op-specific params."""
+    mb = {"kernel_size": Choice([3, 5]), "expansion": Choice([2, 3])}
+    return MacroSpace(
+        "tiny",
+        stem_width=Choice([4, 8]),
+        stages=[
+            Stage("a", Block.choice({"conv_3x3": {}, "mbconv": mb}), width=Choice([4, 8]),
+                  depth=Choice([1, 2]), stride=2),
+            Stage("b", Block("dwsep_conv", kernel_size=Choice([3, 5])), width=8),
+        ],
+    )
+
+
+@pytest.fixture
+def user_space_file(tmp_path: Path) -> Path:
+    """A ``.py`` file defining ``SPACE``, in a fresh directory."""
+    path = tmp_path / "my_space.py"
+    path.write_text(USER_SPACE_SOURCE)
+    return path
