@@ -136,6 +136,9 @@ def load_architecture(path: str | Path, space: Space | str | None = None) -> Arc
         metrics = dict(data.get("metrics") or {})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArchitectureFileError(f"{path} is missing or has a malformed field ({exc}); re-export it") from None
+    if data.get("genome_hash") not in (None, genome.hash):
+        raise ArchitectureFileError(f"{path}: genome_hash {data.get('genome_hash')} does not match its genome "
+                                    f"({genome.hash}); the file was edited by hand: re-export it")
     if not isinstance(arch, dict) or len(input_shape) != 3:
         raise ArchitectureFileError(f"{path}: 'architecture' must be an object and input_shape (C, H, W); re-export it")
     if space is not None:
@@ -158,6 +161,8 @@ def _plain(obj: Any) -> Any:
         return [_plain(v) for v in obj]
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return obj
+    if getattr(getattr(obj, "dtype", None), "kind", None) == "b":
+        return bool(obj)
     if isinstance(obj, int):
         return int(obj)
     try:

@@ -1,7 +1,8 @@
-"""Shared fixtures: a tiny user-written macro space and a user space file."""
+"""Shared fixtures: a tiny user-written macro space, a user space file, single-threaded torch."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,15 @@ def user_space_file(tmp_path: Path) -> Path:
     path = tmp_path / "my_space.py"
     path.write_text(USER_SPACE_SOURCE)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread: tiny models gain nothing from threads, and spin-waiting
+    threads slow these tests tenfold when other processes share the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,6 +16,7 @@ from nasbench.ops import MBConv, ResNetBasic, ResNetBottleneck
 from nasbench.space import Cell, CellSpace, MacroSpace, round_channels
 
 SPACES = list_spaces()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -104,6 +104,16 @@ def test_genome_is_read_only_mapping() -> None:
         genome["cell.e0-1"] = "none"  # type: ignore[index]
 
 
+def test_bool_choices_round_trip_and_stay_bools() -> None:
+    block = Block("mbconv", kernel_size=3, se=Choice([False, True]))
+    space = MacroSpace("flags", [Stage("s", block, width=8)])
+    on = space.genome({"s.b0.se": True})
+    assert space.load_genome(on.to_json())["s.b0.se"] is True
+    assert space.to_vector(on) == [1] and space.decision("s.b0.se").ordered is False
+    with pytest.raises(GenomeError):
+        space.genome({"s.b0.se": 1})
+
+
 # -- validation errors ------------------------------------------------------------------------
 def test_unknown_decision_names_label_and_hints() -> None:
     space = load_space("nb201")
@@ -146,6 +156,20 @@ def test_each_validation_error_has_its_own_message() -> None:
     words = {"range": "range", "missing": "missing", "space": "space", "version": "version"}
     assert all(words[k] in m for k, m in messages.items())
     assert len({m.split(":")[-1] for m in messages.values()}) == 4
+
+
+@pytest.mark.parametrize("use", [
+    lambda s, g: s.mutate(g, 0),
+    lambda s, g: s.crossover(g, g, 0),
+    lambda s, g: s.crossover(s.sample(0), g, 0, mode="stage"),
+    lambda s, g: s.to_vector(g),
+    lambda s, g: s.to_features(g),
+    lambda s, g: s.optuna_distributions(g),
+], ids=["mutate", "crossover", "stage_crossover", "to_vector", "to_features", "optuna"])
+def test_foreign_genomes_are_refused_everywhere(use) -> None:
+    space = load_space("resnet")
+    with pytest.raises(GenomeError):
+        use(space, load_space("nb201").sample(0))
 
 
 @pytest.mark.parametrize("text", [
@@ -308,6 +332,23 @@ def test_stage_crossover_cuts_between_groups(name: str, seed: int) -> None:
     if len(space.groups) > 1:
         assert any(consistent(cut) for cut in range(1, len(space.groups)))
     assert space.crossover(a, a, seed, mode="stage") == a
+
+
+@PROPERTY
+@given(seed=SEEDS)
+def test_operators_on_a_user_space_with_op_specific_params(tiny_space: MacroSpace, seed: int) -> None:
+    a, b = tiny_space.sample(seed), tiny_space.sample(seed + 1)
+    for child in (tiny_space.mutate(a, seed), tiny_space.mutate(a, seed, kinds=["op"])):
+        assert tiny_space.validate(child) == child and len(_changed(a, child)) == 1
+    op_child = tiny_space.mutate(a, seed, kinds=["op"])
+    (label,) = _changed(a, op_child)
+    prefix = label.rsplit(".", 1)[0]
+    own = {k for k in op_child if k.startswith(f"{prefix}.mbconv.")}
+    assert bool(own) == (op_child[label] == "mbconv")
+    for mode in ("uniform", "stage"):
+        child = tiny_space.crossover(a, b, seed, mode=mode)
+        assert tiny_space.validate(child) == child
+        _check_provenance(tiny_space, a, b, child)
 
 
 def test_unknown_crossover_mode_raises() -> None:

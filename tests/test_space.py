@@ -51,6 +51,24 @@ def test_size_equals_brute_force_enumeration(tiny_space: MacroSpace) -> None:
     assert len(distinct) == tiny_space.size == 2 * 2 * (5 + 5 * 5) * 2
 
 
+def test_enumerate_yields_every_genome_once(tiny_space: MacroSpace) -> None:
+    genomes = list(tiny_space.enumerate())
+    assert len(genomes) == len(set(genomes)) == tiny_space.size
+    assert all(tiny_space.validate(g) == g for g in genomes)
+    with pytest.raises(GenomeError):
+        next(load_space("darts").enumerate())
+
+
+def test_fill_keeps_given_values_and_samples_the_rest(tiny_space: MacroSpace) -> None:
+    genome = tiny_space.fill({"a.depth": 2, "a.b1.op": "mbconv", "stem.width": 8}, seed=3)
+    assert (genome["a.depth"], genome["a.b1.op"], genome["stem.width"]) == (2, "mbconv", 8)
+    assert tiny_space.validate(genome) == genome
+    assert tiny_space.fill({"a.depth": 2}, seed=3) == tiny_space.fill({"a.depth": 2}, seed=3)
+    assert "a.b1.op" not in tiny_space.fill({"a.depth": 1, "a.b1.op": "mbconv"})
+    with pytest.raises(GenomeError):
+        tiny_space.fill({"a.depth": 5})
+
+
 def test_size_of_cell_space_by_enumeration() -> None:
     space = CellSpace("mini", [Cell("normal", ["skip", "max_pool_3x3"], nodes=2, inputs=2),
                                Cell("reduce", ["skip"], nodes=1, inputs=2)], skeleton="darts")
@@ -118,6 +136,8 @@ def test_import_space_does_not_import_torch() -> None:
     lambda: Choice([1, 1]),
     lambda: Choice([[1]]),
     lambda: Choice([1, 2], kind="colour"),
+    lambda: Choice([1, 1.0]),  # equal numbers: one genome value, two vector indices
+    lambda: Choice([1.0, float("nan")]),  # never validates, not JSON
     lambda: Stage("s", Block("conv_3x3"), width=8, depth=0),
     lambda: Stage("s", Block("conv_3x3"), width=Choice([8, 0])),
     lambda: Stage("s", Block("conv_3x3"), width=8, stride=3),
@@ -135,6 +155,12 @@ def test_import_space_does_not_import_torch() -> None:
     lambda: Cell("cell", [], nodes=4),
     lambda: Cell("cell", ["skip"], nodes=1),
     lambda: Cell("cell", ["skip"], nodes=4, inputs=3),
+], ids=[
+    "empty_choice", "duplicate_values", "list_value", "unknown_kind", "int_equals_float",
+    "nan_value", "depth_zero", "width_zero", "stride_3", "dotted_stage",
+    "dotted_op", "empty_block_choice", "no_stages", "duplicate_stages", "reserved_stage",
+    "bad_space_name", "unknown_skeleton", "unknown_setting", "nb201_two_cells", "darts_one_cell",
+    "cell_no_ops", "cell_one_node", "cell_three_inputs",
 ])
 def test_malformed_space_raises_space_error(make) -> None:
     with pytest.raises(SpaceError):

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from nasbench.cli._shared import console, positive_int
 from nasbench.cli._tables import trials_table
@@ -23,73 +17,120 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``search`` to the CLI."""
     p = sub.add_parser("search", help="search a space; every evaluated architecture is an Optuna trial")
-    p.add_argument("--strategy", default="tpe", help="random | tpe | nsga2 (default tpe)")
+    p.add_argument("--strategy", default="evolution", help="random | tpe | nsga2 | evolution (default)")
     p.add_argument("--space", default="resnet", help="built-in space name or .py file defining SPACE (default resnet)")
-    p.add_argument("--dataset", default="digits", help="NAME[:PATH]: digits (default, offline), cifar10[:PATH], "
-                   "mnist[:PATH], fashion-mnist[:PATH], imagefolder:PATH, synthetic")
+    p.add_argument("--dataset", default=None, help="NAME[:PATH]: digits (default, offline), cifar10[:PATH], "
+                   "mnist[:PATH], fashion-mnist[:PATH], imagefolder:PATH, synthetic; with --benchmark: "
+                   "cifar10 (default), cifar100, imagenet16")
+    p.add_argument("--benchmark", default=None, metavar="nb201:PATH",
+                   help="answer from the NAS-Bench-201 tables in PATH instead of training (space nb201)")
+    p.add_argument("--device-latency", default=None, metavar="DEVICE",
+                   help="with --benchmark: latency column of the table (e.g. raspi4, pixel3, gold_6226)")
     p.add_argument("--budget", type=positive_int, default=10, help="finished trials wanted in the study (default 10)")
-    p.add_argument("--epochs", type=float, default=4.0, help="training epochs per trial (default 4)")
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--optimizer", default="sgd", help="sgd | adamw")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.05 sgd, 1e-3 adamw)")
-    p.add_argument("--trial-seconds", type=float, default=None, help="wall-clock cap per trial's training")
-    p.add_argument("--limit", type=positive_int, default=None, help="cap every split at this many images (quick runs)")
-    p.add_argument("--objective", default="accuracy", help="accuracy | accuracy,latency | accuracy,params | accuracy,flops")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--storage", default=None, help="study storage URL (default sqlite:///nasbench.db in this folder)")
-    p.add_argument("--study", default=None, help="study name (default SPACE-DATASET-STRATEGY); same name resumes")
-    p.add_argument("--out", default="best.json", help="where to write the best architecture (default best.json)")
-    p.add_argument("--top", type=positive_int, default=5, help="rows of the closing table")
+    g = p.add_argument_group("training of each trial")
+    g.add_argument("--epochs", type=float, default=4.0, help="training epochs per trial (default 4)")
+    g.add_argument("--batch-size", type=positive_int, default=64)
+    g.add_argument("--optimizer", default="sgd", help="sgd | adamw")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.05 sgd, 1e-3 adamw)")
+    g.add_argument("--trial-seconds", type=float, default=None, help="wall-clock cap per trial's training")
+    g.add_argument("--limit", type=positive_int, default=None, help="cap every split at this many images (quick runs)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    g = p.add_argument_group("objectives and constraints")
+    g.add_argument("--objective", default="accuracy", help="accuracy | accuracy,latency | accuracy,params | accuracy,flops")
+    g.add_argument("--max-params", type=float, default=None, help="hard bound: redraw larger architectures")
+    g.add_argument("--max-flops", type=float, default=None, help="hard bound on MACs per image")
+    g.add_argument("--max-latency-ms", type=float, default=None, help="hard bound on latency (ms, batch 1)")
+    g = p.add_argument_group("evolution")
+    g.add_argument("--population", type=positive_int, default=20, help="population size P (default 20)")
+    g.add_argument("--tournament", type=positive_int, default=5, help="tournament size S (default 5)")
+    g.add_argument("--mutation-rate", type=float, default=1.0)
+    g.add_argument("--crossover-rate", type=float, default=0.0)
+    g.add_argument("--crossover-mode", default="uniform", help="uniform | stage")
+    g = p.add_argument_group("study")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--storage", default=None, help="study storage URL (default sqlite:///nasbench.db in this folder)")
+    g.add_argument("--study", default=None, help="study name (default SPACE-DATASET-STRATEGY[-OBJECTIVES]); same name resumes")
+    g.add_argument("--out", default="best.json", help="where to write the best architecture (default best.json)")
+    g.add_argument("--top", type=positive_int, default=5, help="rows of the closing table")
     p.set_defaults(handler=_search)
+
+
+def _strategy_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.strategy != "evolution":
+        return {}
+    return {"population_size": args.population, "tournament_size": args.tournament,
+            "mutation_rate": args.mutation_rate, "crossover_rate": args.crossover_rate,
+            "crossover_mode": args.crossover_mode}
+
+
+def _evaluator(args: argparse.Namespace, space: Any, objectives: Any) -> tuple[Any, str, dict[str, Any], str]:
+    """(evaluator, dataset name, settings for the study, one-line description)."""
+    from nasbench.errors import ConfigError
+
+    if args.benchmark:
+        from nasbench.benchmarks import NB201, BenchmarkEvaluator, resolve_nb201_paths
+
+        kind, _, path = args.benchmark.partition(":")
+        if kind != "nb201" or not path:
+            raise ConfigError(f"unknown benchmark {args.benchmark!r}; use --benchmark nb201:PATH")
+        if space.name != "nb201":
+            raise ConfigError(f"the nb201 benchmark answers for --space nb201, not {space.name!r}")
+        acc, lat = resolve_nb201_paths(path)
+        bench = NB201(acc, lat, space=space)
+        dataset = NB201.dataset_name(args.dataset or "cifar10")
+        ev = BenchmarkEvaluator(bench, dataset, objectives, device=args.device_latency)
+        settings = {"benchmark": "nb201", "dataset": dataset, "device_latency": args.device_latency}
+        return ev, dataset, settings, f"NAS-Bench-201 table ({len(bench)} architectures, {dataset})"
+
+    from nasbench.data import load_dataset, parse_spec
+    from nasbench.runner import TrainingEvaluator
+    from nasbench.train import TrainConfig
+
+    spec = args.dataset or "digits"
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                        max_seconds=args.trial_seconds)
+    data = load_dataset(spec, seed=args.seed, limit=args.limit)
+    ev = TrainingEvaluator(space=args.space, dataset=spec, train=train, objectives=objectives, data_seed=args.seed,
+                           limit=args.limit, device=args.device)
+    settings = {"dataset": spec, "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
+                "lr": args.lr, "limit": args.limit, "trial_seconds": args.trial_seconds}
+    text = f"{data.name} ({len(data.train_y)} train / {len(data.val_y)} val), {args.epochs:g} epochs per trial"
+    return ev, parse_spec(spec)[0], settings, text
 
 
 def _search(args: argparse.Namespace) -> int:
     from nasbench._spaces import load_space
-    from nasbench.data import load_dataset, parse_spec
     from nasbench.objectives import Objectives
-    from nasbench.runner import (
-        DEFAULT_STORAGE,
-        StudyRecorder,
-        TrainingEvaluator,
-        resume_seed,
-        run_search,
-        top_trials,
-    )
+    from nasbench.runner import (DEFAULT_STORAGE, Constraints, StudyRecorder, pareto_trials, resume_seed, run_search,
+                                 top_trials)
     from nasbench.strategies import STRATEGIES, create_strategy
-    from nasbench.train import TrainConfig
 
     if not args.debug:
-        for name in ("nasbench.train", "nasbench.data"):
+        for name in ("nasbench.train", "nasbench.data", "nasbench.benchmarks"):
             logging.getLogger(name).setLevel(logging.WARNING)
     # Validate everything before the study is touched.
     objectives = Objectives.parse(args.objective)
     STRATEGIES.get(args.strategy)
     space = load_space(args.space)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                        max_seconds=args.trial_seconds)
-    data = load_dataset(args.dataset, seed=args.seed, limit=args.limit)
-    dataset_name = parse_spec(args.dataset)[0]
-    create_strategy(args.strategy, space, objectives, args.seed)  # refuses e.g. nsga2 with one objective
+    constraints = Constraints(args.max_params, args.max_flops, args.max_latency_ms)
+    evaluator, dataset_name, eval_settings, described = _evaluator(args, space, objectives)
+    options = _strategy_options(args)
+    create_strategy(args.strategy, space, objectives, args.seed, **options)  # refuses e.g. nsga2 with one objective
 
     storage = args.storage or DEFAULT_STORAGE
-    study_name = args.study or f"{space.name}-{dataset_name}-{args.strategy}"
-    settings = {"strategy": args.strategy, "dataset": args.dataset, "seed": args.seed, "epochs": args.epochs,
-                "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr, "limit": args.limit,
-                "trial_seconds": args.trial_seconds, "space_source": args.space}
+    study_name = args.study or "-".join([space.name, dataset_name, args.strategy, *objectives.names[1:]])
+    settings = {"strategy": args.strategy, "seed": args.seed, "space_source": args.space, **eval_settings,
+                "strategy_options": options, "constraints": constraints.to_dict()}
     recorder = StudyRecorder(storage, study_name, space, objectives, settings)
     history = recorder.history()
-    strategy = create_strategy(args.strategy, space, objectives, resume_seed(args.seed, len(history)))
-    evaluator = TrainingEvaluator(space=args.space, dataset=args.dataset, train=train, objectives=objectives,
-                                  data_seed=args.seed, limit=args.limit, device=args.device)
-    console.print(f"study [bold]{study_name}[/] in {storage}: {space.name} on {data.name} "
-                  f"({len(data.train_y)} train / {len(data.val_y)} val), strategy {args.strategy}, "
-                  f"objective {objectives}, {len(history)} of {args.budget} trials already done")
+    strategy = create_strategy(args.strategy, space, objectives, resume_seed(args.seed, len(history)), **options)
+    console.print(f"study [bold]{study_name}[/] in {storage}: space {space.name}, {described}, "
+                  f"strategy {args.strategy}, objective {objectives}; {len(history)} of {args.budget} trials done")
 
     best = {"acc": max((r.evaluation.values[0] for r in history if r.evaluation.ok), default=None)}
     columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False, disable=args.quiet) as progress:
+    with Progress(*columns, console=console, disable=args.quiet) as progress:
         task = progress.add_task("trials", total=args.budget, completed=min(len(history), args.budget),
                                  best=_fmt(best["acc"]))
 
@@ -101,13 +142,18 @@ def _search(args: argparse.Namespace) -> int:
                 progress.console.print(f"[yellow]trial {rec.number} failed:[/] {rec.evaluation.failure}")
             progress.update(task, completed=min(finished, args.budget), best=_fmt(best["acc"]))
 
-        summary = run_search(strategy, evaluator, recorder, budget=args.budget, seed=args.seed,
-                             on_trial=on_trial, history=history)
+        summary = run_search(strategy, evaluator, recorder, budget=args.budget, seed=args.seed, on_trial=on_trial,
+                             history=history, constraints=constraints,
+                             estimate=lambda g: evaluator.estimate(g, with_latency=constraints.needs_latency))
 
-    top = top_trials(recorder.study, args.top)
-    if top:
-        console.print(trials_table(top, objectives.names, title=f"best of {study_name}"))
-        _write_best(recorder, args, data)
+    if objectives.multi:
+        shown = pareto_trials(recorder.study)[: max(args.top, 10)]
+        title = f"Pareto front of {study_name} ({len(pareto_trials(recorder.study))} architectures)"
+    else:
+        shown, title = top_trials(recorder.study, args.top), f"best of {study_name}"
+    if shown:
+        console.print(trials_table(shown, objectives.names, title=title))
+        _write_best(recorder, args, evaluator)
     else:
         console.print("no complete trial yet")
     if summary.exhausted:
@@ -118,13 +164,17 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_best(recorder, args: argparse.Namespace, data) -> None:  # noqa: ANN001
+def _write_best(recorder: Any, args: argparse.Namespace, evaluator: Any) -> None:
     from nasbench.cli._study_cmds import export_trial
     from nasbench.runner import best_trial
 
+    if hasattr(evaluator, "load_data"):
+        data = evaluator.load_data()
+        shape, classes = data.input_shape, data.num_classes
+    else:  # NAS-Bench-201 networks are CIFAR-shaped
+        shape, classes = (3, 32, 32), {"cifar10": 10, "cifar100": 100, "imagenet16": 120}[evaluator.dataset]
     trial = best_trial(recorder.study)
-    export_trial(trial, recorder.space, args.out, num_classes=data.num_classes, input_shape=data.input_shape,
-                 study_name=recorder.name)
+    export_trial(trial, recorder.space, args.out, num_classes=classes, input_shape=shape, study_name=recorder.name)
     console.print(f"wrote {args.out} (trial {trial.number}); retrain it with 'nasbench train {args.out}'")
 
 

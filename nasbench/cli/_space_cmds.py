@@ -16,6 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("spaces", help="list the built-in spaces with their sizes")
     p.set_defaults(handler=_spaces)
 
+    p = sub.add_parser("ops", help="list the operation registry with each op's params")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'conv*'")
+    p.set_defaults(handler=_ops)
+
     p = sub.add_parser("sample", help="sample an architecture of a space and write its JSON")
     p.add_argument("--space", default="resnet", help="built-in space name or path to a .py file defining SPACE")
     p.add_argument("--seed", type=int, default=0)
@@ -39,6 +43,20 @@ def _spaces(args: argparse.Namespace) -> int:
     for name in list_spaces():
         s = load_space(name)
         table.add_row(name, s.kind, str(len(s.decisions)), _size(s.size), s.description)
+    console.print(table)
+    return 0
+
+
+def _ops(args: argparse.Namespace) -> int:
+    from nasbench.ops import list_ops, op_spec
+
+    table = Table(title="operations")
+    for col in ("name", "params (defaults)", "description"):
+        table.add_column(col)
+    for name in list_ops(args.pattern):
+        spec = op_spec(name)
+        params = ", ".join(f"{k}={v}" for k, v in spec.params.items())
+        table.add_row(name, params, spec.doc)
     console.print(table)
     return 0
 

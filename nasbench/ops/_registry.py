@@ -110,8 +110,11 @@ def create_op(name: str, C_in: int, C_out: int, stride: int = 1, **params: Any) 
             "add a 1x1 conv to change channels first"
         )
     try:
-        return spec.factory(C_in, C_out, stride, **params)
+        module = spec.factory(C_in, C_out, stride, **params)
     except NasbenchError as err:
         raise type(err)(f"op {name!r}: {err}") from None
     except (TypeError, ValueError) as err:  # a value no validator anticipated
         raise OpError(f"op {name!r}: invalid params {params!r} ({err})") from None
+    # How the module was made: latency profiling keys its lookup table by this.
+    module.nasbench_op = (name, int(C_in), int(C_out), int(stride), tuple(sorted({**accepted, **params}.items())))
+    return module

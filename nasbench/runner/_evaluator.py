@@ -60,6 +60,18 @@ class TrainingEvaluator:
 
         return load_dataset(self.dataset, seed=self.data_seed, limit=self.limit)
 
+    def estimate(self, genome: Genome, with_latency: bool = False) -> dict:
+        """Params, FLOPs (MACs) and, if asked, measured CPU latency of ``genome`` without training."""
+        from nasbench._spaces import load_space
+        from nasbench.hardware import count_flops, count_params, measure_latency
+
+        data = self.load_data()
+        model = load_space(self.space).build(genome, num_classes=data.num_classes, input_shape=data.input_shape)
+        out = {"params": count_params(model), "flops": count_flops(model, data.input_shape)}
+        if with_latency:
+            out["latency_ms"] = measure_latency(model, data.input_shape, threads=self.latency_threads)
+        return out
+
     def __call__(self, genome: Genome, seed: int) -> Evaluation:
         """Train ``genome`` with ``seed``; failures become an Evaluation with a reason."""
         import torch

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nasbench.errors import ConfigError
+from nasbench.objectives import Evaluation
+from nasbench.runner._constraints import Constraints
 from nasbench.runner._study import StudyRecorder, TrialRecord
 
 if TYPE_CHECKING:
-    from nasbench.objectives import Evaluation
     from nasbench.space import Genome
     from nasbench.strategies import Strategy
 
@@ -22,8 +23,11 @@ __all__ = ["SearchSummary", "run_search", "resume_seed"]
 logger = logging.getLogger(__name__)
 
 Evaluator = Callable[["Genome", int], "Evaluation"]
+Estimator = Callable[["Genome"], dict]
 OnTrial = Callable[[TrialRecord, int], None]
 
+#: Consecutive constraint violations after which the search gives up.
+MAX_INFEASIBLE = 2000
 #: Consecutive repeats of already-evaluated genomes after which the space counts as exhausted.
 MAX_REPEATS = 200
 
@@ -54,7 +58,8 @@ class SearchSummary:
 
 def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder, *, budget: int,
                seed: int, on_trial: OnTrial | None = None,
-               history: list[TrialRecord] | None = None) -> SearchSummary:
+               history: list[TrialRecord] | None = None, constraints: Constraints | None = None,
+               estimate: Estimator | None = None) -> SearchSummary:
     """Run ``strategy`` until the study holds ``budget`` finished trials.
 
     Stored trials are replayed into the strategy first, so re-running the same search
@@ -70,6 +75,9 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
         seed: Search seed; each trial's training seed derives from it and the genome.
         on_trial: Called after each new trial with (record, finished count).
         history: Stored trials if the caller already read them.
+        constraints: Hard bounds; a genome breaking one is told to the strategy as failed
+            (``infeasible: ...``), not evaluated, not recorded, and another is drawn.
+        estimate: ``estimate(genome) -> {"params", "flops", "latency_ms"}``, needed with constraints.
     """
     from nasbench.runner._evaluator import trial_seed
 
@@ -83,7 +91,9 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
         seen[rec.genome.hash] = rec.evaluation
     if history:
         logger.info("resuming study %s: %d of %d trials done", recorder.name, len(history), budget)
-    repeats = 0
+    if constraints is not None and constraints.active and estimate is None:
+        raise ConfigError("constraints need an estimator of params/FLOPs/latency")
+    repeats = infeasible = 0
     try:
         while summary.finished < budget:
             genome = strategy.ask()
@@ -96,6 +106,16 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
                     break
                 continue
             repeats = 0
+            if constraints is not None and constraints.active:
+                reason = constraints.violation(estimate(genome))  # type: ignore[misc]
+                if reason is not None:
+                    strategy.tell(genome, Evaluation(None, {}, failure=f"infeasible: {reason}"))
+                    infeasible += 1
+                    if infeasible >= MAX_INFEASIBLE:
+                        raise ConfigError(f"no feasible architecture in {infeasible} consecutive draws "
+                                          f"(last: {reason}); loosen the --max-* constraints")
+                    continue
+                infeasible = 0
             started = dt.datetime.now()
             s = trial_seed(seed, genome)
             evaluation = evaluator(genome, s)

@@ -222,7 +222,7 @@ class CellSpace(Space):
                 raise GenomeError(f"node {j} of arch string {text!r} must list {j} edges as |op~src|")
             for part in parts:
                 op, _, src = part.partition("~")
-                if not src.isdigit() or int(src) >= j:
+                if not (src.isascii() and src.isdecimal()) or int(src) >= j:
                     raise GenomeError(f"bad edge {part!r} in arch string; expected op~src with src < {j}")
                 values[f"{c.name}.e{int(src)}-{j}"] = op
         return self.genome(values)

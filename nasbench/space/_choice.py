@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -50,7 +51,9 @@ class Choice:
         for v in vals:
             if not isinstance(v, (str, int, float, bool)):
                 raise SpaceError(f"Choice values must be str, int, float or bool, got {v!r}")
-        if len({(type(v), v) for v in vals}) != len(vals):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise SpaceError(f"Choice values must be finite, got {v!r}")
+        if len({(_category(v), v) for v in vals}) != len(vals):
             raise SpaceError(f"Choice values must be distinct, got {list(vals)}")
         if kind is not None and kind not in KINDS:
             raise SpaceError(f"unknown decision kind {kind!r}; valid: {', '.join(KINDS)}")
@@ -106,6 +109,11 @@ class Decision:
         if self.children:
             out["children"] = [[v, [c.label for c in kids]] for v, kids in self.children if kids]
         return out
+
+
+def _category(v: Value) -> str:
+    """bool, number or str: values of one category compare by value (1 == 1.0)."""
+    return "bool" if isinstance(v, bool) else "str" if isinstance(v, str) else "number"
 
 
 def _same_type(a: Value, b: Value) -> bool:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nasbench.errors import GenomeError, SpaceError
-from nasbench.space._choice import Decision, Value
+from nasbench.space._choice import KINDS, Decision, Value
 from nasbench.space._genome import Genome, canonical_json
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import optuna
     import torch.nn as nn
 
-__all__ = ["Space", "as_rng"]
+__all__ = ["Space", "as_rng", "iter_assignments"]
 
 Chooser = Callable[[Decision], Value]
 
@@ -113,15 +113,47 @@ class Space:
 
         return Genome(self.name, self.hash, self._walk(choose))
 
+    def fill(self, values: Mapping[str, Any], seed: int | random.Random | None = 0) -> Genome:
+        """A genome taking ``values`` where given (and active); other active decisions are sampled.
+
+        Values of decisions that end up inactive are dropped; out-of-range values raise GenomeError.
+        """
+        rng = as_rng(seed)
+        for label in values:
+            if label not in self._by_label:
+                raise GenomeError(self._unknown_hint(label), label)
+
+        def choose(d: Decision) -> Value:
+            if d.label not in values:
+                return rng.choice(d.values)
+            i = d.index(values[d.label])
+            if i < 0:
+                raise GenomeError(f"value {values[d.label]!r} out of range; choose one of {list(d.values)}", d.label)
+            return d.values[i]
+
+        return Genome(self.name, self.hash, self._walk(choose))
+
+    def enumerate(self, limit: int = 1_000_000) -> Iterator[Genome]:
+        """Every genome of the space, in a fixed order (refused when ``size > limit``)."""
+        if self.size > limit:
+            raise GenomeError(f"space {self.name!r} has {self.size:.3g} genomes, more than limit={limit}")
+        for values in iter_assignments(self.roots):
+            yield Genome(self.name, self.hash, values)
+
     def validate(self, genome: Genome) -> Genome:
         """Check that ``genome`` belongs to this space (name and structural hash) and is valid."""
+        self._check_own(genome)
+        return self.genome(genome.values)
+
+    def _check_own(self, genome: Mapping[str, Value]) -> None:
+        if not isinstance(genome, Genome):
+            return
         if genome.space != self.name:
             raise GenomeError(f"genome is of space {genome.space!r}, not {self.name!r}; load it with that space")
         if genome.space_hash != self.hash:
             raise GenomeError(
                 f"genome was made for another version of space {self.name!r} "
                 f"(hash {genome.space_hash}, this space {self.hash}); re-sample it or use the matching space file")
-        return self.genome(genome.values)
 
     def load_genome(self, data: str | Mapping[str, Any] | Genome) -> Genome:
         """Parse JSON text, a dict or a Genome, and validate it against this space."""
@@ -132,10 +164,13 @@ class Space:
 
     def active_decisions(self, genome: Mapping[str, Value]) -> list[Decision]:
         """The decisions active in ``genome``, in tree order."""
+        self._check_own(genome)
         out: list[Decision] = []
 
         def choose(d: Decision) -> Value:
             out.append(d)
+            if d.label not in genome:
+                raise GenomeError(f"missing decision; choose one of {list(d.values)}", d.label)
             return genome[d.label]
 
         self._walk(choose)
@@ -154,7 +189,10 @@ class Space:
         others jump to any other value. Decisions that a change activates are sampled.
         """
         rng = as_rng(seed)
+        genome = self.validate(genome)
         wanted = set(kinds) if kinds is not None else None
+        if wanted is not None and not wanted <= set(KINDS):
+            raise GenomeError(f"unknown decision kinds {sorted(wanted - set(KINDS))}; valid: {', '.join(KINDS)}")
         cands = [d for d in self.active_decisions(genome)
                  if len(d.values) > 1 and (wanted is None or d.kind in wanted)]
         if not cands:
@@ -182,6 +220,7 @@ class Space:
                 the groups before the cut from ``a`` and the rest from ``b``.
         """
         rng = as_rng(seed)
+        a, b = self.validate(a), self.validate(b)
         if mode == "uniform":
             def pick(d: Decision) -> Genome:
                 return a if rng.random() < 0.5 else b
@@ -209,6 +248,7 @@ class Space:
     # -- encodings --------------------------------------------------------------------------
     def to_vector(self, genome: Genome) -> list[int]:
         """Integer vector over all decisions: index of the value, -1 where inactive."""
+        genome = self.validate(genome)
         return [d.index(genome[d.label]) if d.label in genome else -1 for d in self.decisions]
 
     def from_vector(self, vector: Iterable[int]) -> Genome:
@@ -218,6 +258,8 @@ class Space:
             raise GenomeError(f"vector has {len(vec)} entries; space {self.name!r} has {len(self.decisions)} decisions")
         values: dict[str, Value] = {}
         for d, i in zip(self.decisions, vec):
+            if int(i) != i:
+                raise GenomeError(f"vector entries must be whole numbers, got {i!r}", d.label)
             if 0 <= int(i) < len(d.values):
                 values[d.label] = d.values[int(i)]
             elif int(i) != -1:
@@ -237,6 +279,7 @@ class Space:
         """One-hot float32 features per decision (all zeros where inactive), for predictors."""
         import numpy as np
 
+        genome = self.validate(genome)
         out = np.zeros(self.feature_size, dtype=np.float32)
         offset = 0
         for d in self.decisions:
@@ -280,6 +323,18 @@ class Space:
         close = difflib.get_close_matches(label, list(self._by_label), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         return f"unknown decision for space {self.name!r}{hint}"
+
+
+def iter_assignments(decisions: Iterable[Decision]) -> Iterator[dict[str, Value]]:
+    """Every assignment of the active decisions of a decision list (a tree), in a fixed order."""
+    ds = tuple(decisions)
+    if not ds:
+        yield {}
+        return
+    head, rest = ds[0], ds[1:]
+    for v in head.values:
+        for tail in iter_assignments(head.children_for(v) + rest):
+            yield {head.label: v, **tail}
 
 
 def _flatten(roots: Iterable[Decision]) -> tuple[Decision, ...]:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from nasbench.registry import Registry
 from nasbench.strategies._base import Strategy
+from nasbench.strategies._evolution import EvolutionStrategy
 from nasbench.strategies._optuna import NSGA2Strategy, OptunaStrategy, RandomStrategy, TPEStrategy
 
 __all__ = ["STRATEGIES", "Strategy", "OptunaStrategy", "RandomStrategy", "TPEStrategy", "NSGA2Strategy",
-           "create_strategy"]
+           "EvolutionStrategy", "create_strategy"]
 
 #: Strategy name -> class.
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (RandomStrategy, TPEStrategy, NSGA2Strategy):
+for _cls in (RandomStrategy, TPEStrategy, NSGA2Strategy, EvolutionStrategy):
     STRATEGIES.register(_cls.name, _cls)
 
 
