@@ -67,7 +67,7 @@ DEFAULT_OUT = REPO / "experiments" / "results" / "nb201_strategies.json"
 BUDGETS = (50, 100, 200, 300)
 QUICK_BUDGETS = (25, 50, 100)
 DATASETS = ("cifar10", "cifar100", "imagenet16")
-STRATEGIES = ("random", "tpe", "tpe_independent", "evolution", "evolution:crossover_rate=0.5")
+STRATEGIES = ("random", "tpe", "evolution", "evolution:crossover_rate=0.5")
 #: Consecutive repeats of already-evaluated genomes after which a run stops (as the runner).
 MAX_REPEATS = 200
 #: Curves are stored (and plotted) every this many queries.
@@ -148,12 +148,15 @@ def search_trajectory(strategy: Strategy, evaluate: Callable[[Any], Any], querie
 
     Returns:
         ``test``: test accuracy (%) of the best-by-validation genome after query 1, 2, ...
-        (padded with the last value if the run stopped early), ``asks``: genomes asked
-        including repeats, ``exhausted``: whether it stopped early.
+        (padded with the last value if the run stopped early; NOT monotone, since a higher
+        validation accuracy can come with a lower test accuracy), ``val``: that genome's
+        validation accuracy (%, non-decreasing), ``asks``: genomes asked including
+        repeats, ``exhausted``: whether it stopped early.
     """
     seen: dict[str, Any] = {}
     best_val, best_test = -math.inf, math.nan
     test: list[float] = []
+    vals: list[float] = []
     asks = repeats = 0
     exhausted = False
     while len(test) < queries:
@@ -174,30 +177,45 @@ def search_trajectory(strategy: Strategy, evaluate: Callable[[Any], Any], querie
         if val > best_val:  # strict: ties keep the earliest
             best_val, best_test = val, 100.0 * evaluation.metrics["test_accuracy"]
         test.append(best_test)
-    test += [test[-1] if test else math.nan] * (queries - len(test))
-    return {"test": test, "asks": asks, "exhausted": exhausted}
+        vals.append(100.0 * best_val)
+    missing = queries - len(test)
+    test += [test[-1] if test else math.nan] * missing
+    vals += [vals[-1] if vals else math.nan] * missing
+    return {"test": test, "val": vals, "asks": asks, "exhausted": exhausted}
 
 
 # -- one run per task; workers load the table once -------------------------------------------
 _BENCH: NB201 | None = None
+_BENCH_PATH: str | None = None
+
+
+def _load(accuracy_csv: str) -> NB201:
+    """The table, loaded once per process."""
+    global _BENCH, _BENCH_PATH
+    if _BENCH is None or _BENCH_PATH != accuracy_csv:
+        _BENCH, _BENCH_PATH = NB201(accuracy_csv), accuracy_csv
+    return _BENCH
 
 
 def _init_worker(accuracy_csv: str) -> None:
-    global _BENCH
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # one process per core
+    _quiet()
+    _load(accuracy_csv)
+
+
+def _quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-    _BENCH = NB201(accuracy_csv)
 
 
-def _run_task(task: tuple[str, str, int, int]) -> tuple[tuple[str, str, int], dict[str, Any]]:
-    spec, dataset, seed, queries = task
-    assert _BENCH is not None, "worker not initialised"
-    evaluator = BenchmarkEvaluator(_BENCH, dataset, ACCURACY)
+def _run_task(task: tuple[str, str, int, int, str]) -> tuple[tuple[str, str, int], dict[str, Any]]:
+    spec, dataset, seed, queries, accuracy_csv = task
+    bench = _load(accuracy_csv)
+    evaluator = BenchmarkEvaluator(bench, dataset, ACCURACY)
     started = time.process_time()
-    out = search_trajectory(make_strategy(spec, _BENCH.space, seed), lambda g: evaluator(g, seed), queries)
+    out = search_trajectory(make_strategy(spec, bench.space, seed), lambda g: evaluator(g, seed), queries)
     out["cpu_seconds"] = time.process_time() - started
     return (spec, dataset, seed), out
 
@@ -226,10 +244,9 @@ def run_experiment(data: str | Path = DEFAULT_DATA, strategies: Sequence[str] = 
     queries = budgets[-1]
     # Longest tasks first (Optuna samplers slow down with history) for a balanced pool.
     cost = {"gp": 0, "tpe": 1, "tpe_independent": 2, "random": 3}
-    tasks = sorted(((s, d, int(seed), queries) for s in strategies for d in datasets for seed in seeds),
+    tasks = sorted(((s, d, int(seed), queries, str(accuracy_csv)) for s in strategies for d in datasets for seed in seeds),
                    key=lambda t: cost.get(parse_strategy(t[0])[0], 9))
     if workers <= 1:
-        _init_worker(str(accuracy_csv))
         runs = dict(map(_run_task, tasks))
     else:
         ctx = multiprocessing.get_context("spawn")
@@ -374,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="print the markdown table to stdout instead of the JSON")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    _quiet()
     seeds = args.seeds if args.seeds is not None else (5 if args.quick else 30)
     budgets = ([int(b) for b in args.budgets.split(",")] if args.budgets else
                list(QUICK_BUDGETS if args.quick else BUDGETS))

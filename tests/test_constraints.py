@@ -36,8 +36,10 @@ def bench():
     if not (DATA / "nb201_accuracy.csv").is_file() or not (DATA / "nb201_latency_ms.csv").is_file():
         pytest.skip(f"NAS-Bench-201 tables not found in {DATA}")
     from nasbench.benchmarks import NB201
+    from nasbench.hardware import torch_threads
 
-    return NB201(DATA / "nb201_accuracy.csv", DATA / "nb201_latency_ms.csv")
+    with torch_threads(1):  # loading measures op costs on tiny networks; one thread avoids contention
+        return NB201(DATA / "nb201_accuracy.csv", DATA / "nb201_latency_ms.csv")
 
 
 @pytest.fixture(scope="module")

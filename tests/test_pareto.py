@@ -102,8 +102,6 @@ def test_crowding_distance_with_a_constant_objective_does_not_divide_by_zero():
     assert all(not math.isnan(x) for x in d)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a constant objective marks two arbitrary points as boundaries "
-                   "(_pareto.py sets inf before checking hi == lo), so the result depends on input order")
 def test_crowding_distance_does_not_depend_on_input_order():
     points = [(7, 0, 2), (7, 1, 1), (7, 2, 0)]  # objective 0 constant; (7,1,1) is interior in the others
     for perm in itertools.permutations(range(3)):

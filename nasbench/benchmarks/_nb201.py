@@ -126,6 +126,9 @@ class NB201:
         i = self.row(genome)
         val_col = f"{prefix}_valid_acc_200ep_1seed" if epochs == 200 else f"{prefix}_valid_acc_12ep"
         test_col = f"{prefix}_test_acc_200ep_mean" if epochs == 200 else f"{prefix}_test_acc_12ep"
+        missing = [c for c in (val_col, test_col) if c not in self._columns]
+        if missing:
+            raise DataError(f"the NAS-Bench-201 table lacks columns {missing} for {name}; pass the full table")
         costs = self.costs(genome)
         out: dict[str, Any] = {
             "val_accuracy": float(self._columns[val_col][i]) / 100.0,

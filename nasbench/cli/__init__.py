@@ -12,12 +12,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from nasbench.cli import _search_cmd, _space_cmds, _study_cmds, _train_cmd
+from nasbench.cli import _latency_cmds, _search_cmd, _space_cmds, _study_cmds, _train_cmd
 from nasbench.errors import NasbenchError
 
 __all__ = ["main"]
 
-_COMMAND_MODULES = [_space_cmds, _search_cmd, _study_cmds, _train_cmd]
+_COMMAND_MODULES = [_space_cmds, _search_cmd, _study_cmds, _train_cmd, _latency_cmds]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-params", type=float, default=None, help="hard bound: redraw larger architectures")
     g.add_argument("--max-flops", type=float, default=None, help="hard bound on MACs per image")
     g.add_argument("--max-latency-ms", type=float, default=None, help="hard bound on latency (ms, batch 1)")
+    g.add_argument("--latency-profile", default=None, metavar="PROFILE.json",
+                   help="predict latency with this profile ('nasbench latency profile') instead of measuring it")
+    g.add_argument("--measure-latency", action="store_true",
+                   help="also measure each trained network's CPU latency (recorded as measured_latency_ms)")
     g = p.add_argument_group("evolution")
     g.add_argument("--population", type=positive_int, default=20, help="population size P (default 20)")
     g.add_argument("--tournament", type=positive_int, default=5, help="tournament size S (default 5)")
@@ -68,6 +72,8 @@ def _evaluator(args: argparse.Namespace, space: Any, objectives: Any) -> tuple[A
     from nasbench.errors import ConfigError
 
     if args.benchmark:
+        if args.latency_profile or args.measure_latency:
+            raise ConfigError("with --benchmark, latency comes from the table: use --device-latency DEVICE")
         from nasbench.benchmarks import NB201, BenchmarkEvaluator, resolve_nb201_paths
 
         kind, _, path = args.benchmark.partition(":")
@@ -91,9 +97,16 @@ def _evaluator(args: argparse.Namespace, space: Any, objectives: Any) -> tuple[A
                         max_seconds=args.trial_seconds)
     data = load_dataset(spec, seed=args.seed, limit=args.limit)
     ev = TrainingEvaluator(space=args.space, dataset=spec, train=train, objectives=objectives, data_seed=args.seed,
-                           limit=args.limit, device=args.device)
+                           limit=args.limit, device=args.device, measure_latency=args.measure_latency,
+                           latency_profile=args.latency_profile)
+    if args.latency_profile:
+        from nasbench.hardware import LatencyProfile
+
+        LatencyProfile.load(args.latency_profile).check(space)
+        ev.predictor()  # refuses a profile made for other inputs
     settings = {"dataset": spec, "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
-                "lr": args.lr, "limit": args.limit, "trial_seconds": args.trial_seconds}
+                "lr": args.lr, "limit": args.limit, "trial_seconds": args.trial_seconds,
+                "latency_profile": args.latency_profile}
     text = f"{data.name} ({len(data.train_y)} train / {len(data.val_y)} val), {args.epochs:g} epochs per trial"
     return ev, parse_spec(spec)[0], settings, text
 

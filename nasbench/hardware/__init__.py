@@ -1,8 +1,15 @@
-"""Hardware awareness: parameter and FLOP (MAC) counting, measured latency."""
+"""Hardware awareness: params/FLOP counting, measured latency, device profiles and latency predictors."""
 
 from __future__ import annotations
 
 from nasbench.hardware._counting import count_flops, count_params, layer_summary
 from nasbench.hardware._measure import measure_latency, torch_threads
+from nasbench.hardware._predictor import LatencyPredictor
+from nasbench.hardware._profile import PROFILE_FORMAT, LatencyProfile, device_name, measure_networks, profile_space
+from nasbench.hardware._units import Unit, covering_genomes, trace_units
 
-__all__ = ["count_flops", "count_params", "layer_summary", "measure_latency", "torch_threads"]
+__all__ = [
+    "LatencyPredictor", "LatencyProfile", "PROFILE_FORMAT", "Unit", "count_flops", "count_params",
+    "covering_genomes", "device_name", "layer_summary", "measure_latency", "measure_networks", "profile_space",
+    "torch_threads", "trace_units",
+]

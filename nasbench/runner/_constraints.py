@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +42,13 @@ class Constraints:
         """A one-line reason if ``estimate`` breaks a bound, else None."""
         for name, key in _LIMITS.items():
             bound = getattr(self, name)
-            if bound is not None and float(estimate[key]) > bound:
-                return f"{key} {float(estimate[key]):.4g} > {bound:.4g}"
+            if bound is None:
+                continue
+            value = float(estimate[key])
+            if not math.isfinite(value):
+                return f"{key} unknown for this architecture"
+            if value > bound:
+                return f"{key} {value:.4g} > {bound:.4g}"
         return None
 
     def to_dict(self) -> dict[str, float | None]:

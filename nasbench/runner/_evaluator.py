@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
 __all__ = ["TrainingEvaluator", "trial_seed"]
 
 logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=4)
+def _predictor(path: str, space):  # noqa: ANN001, ANN202
+    from nasbench.hardware import LatencyPredictor, LatencyProfile
+
+    return LatencyPredictor(LatencyProfile.load(path), space)
 
 
 def trial_seed(seed: int, genome: Genome) -> int:
@@ -36,12 +44,16 @@ class TrainingEvaluator:
         space: Built-in space name or path of a space file.
         dataset: Dataset spec ``NAME[:PATH]``.
         train: Training settings.
-        objectives: Objectives; ``latency`` makes every trial measure CPU latency.
+        objectives: Objectives; ``latency`` makes every trial report ``latency_ms`` (predicted
+            with ``latency_profile``, else measured on the CPU).
         data_seed: Seed of the train/val/test split (the same for every trial).
         limit: Cap on every split's size (quick runs).
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
-        measure_latency: Measure latency even when it is not an objective.
+        measure_latency: Measure latency even when it is not an objective (recorded as
+            ``measured_latency_ms``).
         latency_threads: Torch threads while measuring latency (fixed for comparable numbers).
+        latency_profile: Path of a latency profile: ``latency_ms`` is then *predicted* by it
+            (for objectives and constraints) instead of measured.
     """
 
     space: str
@@ -53,6 +65,7 @@ class TrainingEvaluator:
     device: str = "auto"
     measure_latency: bool = False
     latency_threads: int = 1
+    latency_profile: str | None = None
 
     def load_data(self):  # noqa: ANN201 - DatasetSplits, imported lazily
         """The dataset splits (cached per process by the data layer)."""
@@ -60,8 +73,29 @@ class TrainingEvaluator:
 
         return load_dataset(self.dataset, seed=self.data_seed, limit=self.limit)
 
+    def predictor(self):  # noqa: ANN201 - LatencyPredictor, imported lazily
+        """The latency predictor of ``latency_profile`` (one per process), or None."""
+        if self.latency_profile is None:
+            return None
+        from nasbench._spaces import load_space
+        from nasbench.errors import ConfigError
+
+        predictor = _predictor(self.latency_profile, load_space(self.space))
+        data = self.load_data()
+        prof = predictor.profile
+        if tuple(prof.input_shape) != data.input_shape or prof.num_classes != data.num_classes:
+            raise ConfigError(
+                f"latency profile {self.latency_profile} is for {'x'.join(map(str, prof.input_shape))} inputs and "
+                f"{prof.num_classes} classes, the dataset has {'x'.join(map(str, data.input_shape))} and "
+                f"{data.num_classes}; re-profile with --input-shape {','.join(map(str, data.input_shape))} "
+                f"--num-classes {data.num_classes}")
+        return predictor
+
     def estimate(self, genome: Genome, with_latency: bool = False) -> dict:
-        """Params, FLOPs (MACs) and, if asked, measured CPU latency of ``genome`` without training."""
+        """Params, FLOPs (MACs) and, if asked, latency of ``genome`` without training.
+
+        Latency is predicted with ``latency_profile`` when given, else measured on the CPU.
+        """
         from nasbench._spaces import load_space
         from nasbench.hardware import count_flops, count_params, measure_latency
 
@@ -69,7 +103,9 @@ class TrainingEvaluator:
         model = load_space(self.space).build(genome, num_classes=data.num_classes, input_shape=data.input_shape)
         out = {"params": count_params(model), "flops": count_flops(model, data.input_shape)}
         if with_latency:
-            out["latency_ms"] = measure_latency(model, data.input_shape, threads=self.latency_threads)
+            predictor = self.predictor()
+            out["latency_ms"] = (predictor.predict(genome) if predictor is not None
+                                 else measure_latency(model, data.input_shape, threads=self.latency_threads))
         return out
 
     def __call__(self, genome: Genome, seed: int) -> Evaluation:
@@ -89,9 +125,16 @@ class TrainingEvaluator:
                 model = space.build(genome, num_classes=data.num_classes, input_shape=data.input_shape)
             result = train_model(model, data, self.train, seed=seed, device=self.device)
             metrics.update(result.to_dict())
-            if self.measure_latency or "latency" in self.objectives.names:
-                metrics["latency_ms"] = measure_latency(model.cpu(), data.input_shape, threads=self.latency_threads)
-                metrics["latency_device"] = "cpu"
+            predictor = self.predictor()
+            if predictor is not None:
+                metrics["latency_ms"] = predictor.predict(genome)
+                metrics["latency_source"] = f"predicted ({predictor.profile.device_name})"
+            measure = self.measure_latency or (predictor is None and "latency" in self.objectives.names)
+            if measure:
+                ms = measure_latency(model.cpu(), data.input_shape, threads=self.latency_threads)
+                metrics["measured_latency_ms"] = ms
+                if predictor is None:
+                    metrics["latency_ms"], metrics["latency_source"] = ms, "measured (cpu)"
                 model.to(resolve_device(self.device))
             return Evaluation(self.objectives.values(metrics), metrics)
         except NasbenchError as exc:

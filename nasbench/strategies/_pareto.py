@@ -50,12 +50,16 @@ def crowding_distances(points: Sequence[Point], ranks: Sequence[int]) -> list[fl
         return out
     for r in set(ranks):
         idx = [i for i in range(n) if ranks[i] == r]
+        if len(idx) <= 2:
+            for i in idx:
+                out[i] = float("inf")
+            continue
         for m in range(len(points[0])):
             idx.sort(key=lambda i: points[i][m])
             lo, hi = points[idx[0]][m], points[idx[-1]][m]
-            out[idx[0]] = out[idx[-1]] = float("inf")
             if hi == lo:
                 continue
+            out[idx[0]] = out[idx[-1]] = float("inf")
             for k in range(1, len(idx) - 1):
                 out[idx[k]] += (points[idx[k + 1]][m] - points[idx[k - 1]][m]) / (hi - lo)
     return out
