@@ -15,10 +15,15 @@ Strategies are named ``base[:key=value,...]``; the options go to the strategy, e
     random           uniform random search (Optuna RandomSampler)
     tpe              nasbench's TPE: multivariate, grouped, 10 random start-up trials
     tpe_independent  TPE with one independent density per decision (``multivariate=False``,
-                     Optuna's default before 5.0; 5.0 defaults to multivariate like ``tpe``)
+                     Optuna's default before 5.0; 5.0 defaults to multivariate like ``tpe``).
+                     Opt-in: it re-proposes known cells so often (~1,800 asks for 300
+                     queries) that a run costs ~30 s of CPU
     evolution        regularized evolution (P=20, S=5, mutation only by default)
     gp               Optuna's GPSampler (handles categoricals, but ~2-5 s per query on
-                     this CPU: opt-in only, not in the default set)
+                     this CPU). Opt-in
+
+The default set is random, tpe, evolution and evolution:crossover_rate=0.5 (the one
+evolution option off by default).
 
 Optuna's CmaEsSampler does not support categorical decisions (it falls back to random)
 and QMCSampler is a space-filling design that never learns, so neither is included.
@@ -55,10 +60,11 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
     import nasbench
 
-from nasbench.benchmarks import NB201, NB201_DATASETS, BenchmarkEvaluator, resolve_nb201_paths
-from nasbench.errors import ConfigError, NasbenchError
-from nasbench.objectives import Objectives
-from nasbench.strategies import OptunaStrategy, Strategy, create_strategy
+from nasbench._spaces import load_space  # noqa: E402
+from nasbench.benchmarks import NB201, NB201_DATASETS, BenchmarkEvaluator, resolve_nb201_paths  # noqa: E402
+from nasbench.errors import ConfigError, DataError, NasbenchError  # noqa: E402
+from nasbench.objectives import Objectives  # noqa: E402
+from nasbench.strategies import OptunaStrategy, Strategy, create_strategy  # noqa: E402
 
 logger = logging.getLogger("nb201_strategies")
 
@@ -235,15 +241,20 @@ def run_experiment(data: str | Path = DEFAULT_DATA, strategies: Sequence[str] = 
     """
     started = time.perf_counter()
     accuracy_csv, _ = resolve_nb201_paths(data)
-    datasets = [NB201.dataset_name(d) for d in datasets]
-    for spec in strategies:
-        parse_strategy(spec)
+    datasets = list(dict.fromkeys(NB201.dataset_name(d) for d in datasets))
+    strategies, seeds = list(dict.fromkeys(strategies)), list(dict.fromkeys(int(s) for s in seeds))
+    space = load_space("nb201")
+    for spec in strategies:  # refuse bad options here, not in a worker
+        try:
+            make_strategy(spec, space, 0)
+        except TypeError as exc:
+            raise ConfigError(f"bad options in strategy {spec!r}: {exc}") from None
     budgets = sorted({int(b) for b in budgets})
     if not budgets or budgets[0] < 1 or not seeds:
         raise ConfigError("need at least one seed and budgets >= 1")
     queries = budgets[-1]
     # Longest tasks first (Optuna samplers slow down with history) for a balanced pool.
-    cost = {"gp": 0, "tpe": 1, "tpe_independent": 2, "random": 3}
+    cost = {"gp": 0, "tpe_independent": 1, "tpe": 2, "random": 3}
     tasks = sorted(((s, d, int(seed), queries, str(accuracy_csv)) for s in strategies for d in datasets for seed in seeds),
                    key=lambda t: cost.get(parse_strategy(t[0])[0], 9))
     if workers <= 1:
@@ -350,26 +361,28 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     datasets = report["config"]["datasets"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.4), squeeze=False)
     for ax, d in zip(axes[0], datasets):
         low = math.inf
         for s, c in report["curves"][d].items():
-            x, m, sd = c["queries"], c["mean"], c["std"]
+            first = min(10, c["queries"][-1] // 4)  # the first few queries only stretch the axis
+            x, m, sd = zip(*[(q, a, b) for q, a, b in zip(c["queries"], c["mean"], c["std"]) if q >= first])
             ax.plot(x, m, label=s, lw=1.6)
             ax.fill_between(x, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.15)
-            low = min([low] + [a - b for q, a, b in zip(x, m, sd) if q >= min(25, x[-1] // 4)])
+            low = min([low] + [a - b for q, a, b in zip(x, m, sd) if q >= 2 * first])
         table = report["table"][d]
-        ax.axhline(table["optimum_test"], ls="--", c="k", lw=1, label="optimum (best test)")
-        ax.axhline(table["oracle_by_val_test"], ls=":", c="gray", lw=1, label="best by validation (table)")
+        ax.axhline(table["optimum_test"], ls="--", c="k", lw=1, label="optimum (best test in table)")
+        ax.axhline(table["oracle_by_val_test"], ls=":", c="gray", lw=1.2, label="best by validation in table")
         ax.set_ylim(low - 0.2, table["optimum_test"] + 0.3)
         ax.set_title(LABELS[d])
         ax.set_xlabel("queries (distinct architectures)")
         ax.set_ylabel("test accuracy of best-by-validation (%)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9, frameon=False)
     n = len(report["config"]["seeds"])
     fig.suptitle(f"NAS-Bench-201: mean ± std over {n} seeds", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -402,7 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 [d.strip() for d in args.datasets.split(",") if d.strip()],
                                 range(seeds), budgets, args.workers)
     except NasbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hint = " (this script takes the folder as --data)" if isinstance(exc, DataError) else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=1)

@@ -177,6 +177,45 @@ def check_same_architecture(nb: nn.Module, plain: nn.Module, input_shape: tuple[
 
 
 # --------------------------------------------------------------------------- training
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+class LoopClock:
+    """Times the training loop of either trainer by the same rule, from the model's forwards.
+
+    A training segment starts at the first train-mode forward (of an epoch) and ends at
+    the next eval-mode forward (``train_model`` validates after every epoch) or at
+    ``stop()`` (the plain loop calls it after each epoch). Segments are summed, so setup
+    (FLOP counting, optimizer), validation, and the first batch's preparation in each
+    epoch are excluded from both trainers alike.
+    """
+
+    def __init__(self, model: nn.Module, clock: Callable[[], float]) -> None:
+        self.seconds = 0.0
+        self._clock = clock
+        self._start: float | None = None
+        self._handle = model.register_forward_pre_hook(self._pre_forward)
+
+    def _pre_forward(self, module: nn.Module, _args: Any) -> None:
+        if module.training:
+            if self._start is None:
+                self._start = self._clock()
+        else:
+            self.stop()
+
+    def stop(self) -> None:
+        """End the current training segment, if any."""
+        if self._start is not None:
+            self.seconds += self._clock() - self._start
+            self._start = None
+
+    def close(self) -> float:
+        """Stop, remove the hook and return the summed seconds."""
+        self.stop()
+        self._handle.remove()
+        return self.seconds
+
+
 def _cosine(total: int) -> Callable[[int], float]:
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(1.0, step / max(1, total))))
 
@@ -190,8 +229,10 @@ def plain_loop(
     augmentation: Augmentation,
     grad_clip: float | None,
     seed: int,
+    clock: Callable[[], float],
 ) -> dict[str, float]:
     """A minimal hand-written training loop; returns loop seconds and the last loss."""
+    call_start = clock()
     model.train()
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
@@ -211,8 +252,7 @@ def plain_loop(
     x, y = data.train_x, data.train_y
     per_epoch = x.shape[0] // batch_size
     generator = torch.Generator().manual_seed(seed)
-
-    start = time.perf_counter()
+    timer = LoopClock(model, clock)
     step = 0
     while step < steps:
         order = torch.randperm(x.shape[0], generator=generator)
@@ -232,39 +272,13 @@ def plain_loop(
             step += 1
             if step >= steps:
                 break
-    last_loss = loss.item()
-    seconds = time.perf_counter() - start
-    return {"loop_seconds": seconds, "call_seconds": seconds, "last_loss": last_loss}
-
-
-class _EvalClock:
-    """Measures the evaluation time inside ``train_model`` so it can be subtracted.
-
-    An evaluation starts at the first eval-mode forward after a train-mode forward and
-    ends when ``on_epoch`` is called (``train_model`` calls it right after evaluating).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.eval_seconds = 0.0
-        self._trained = False
-        self._eval_start: float | None = None
-        self._handle = model.register_forward_pre_hook(self._pre_forward)
-
-    def _pre_forward(self, module: nn.Module, _args: Any) -> None:
-        if module.training:
-            self._trained = True
-        elif self._trained and self._eval_start is None:
-            self._eval_start = time.perf_counter()
-
-    def on_epoch(self, _epoch: int, _metrics: dict[str, Any]) -> None:
-        now = time.perf_counter()
-        if self._eval_start is None:
-            raise RuntimeError("on_epoch called without an evaluation forward pass")
-        self.eval_seconds += now - self._eval_start
-        self._eval_start = None
-
-    def close(self) -> None:
-        self._handle.remove()
+        last_loss = loss.item()
+        timer.stop()
+    return {
+        "loop_seconds": timer.close(),
+        "call_seconds": clock() - call_start,
+        "last_loss": last_loss,
+    }
 
 
 def nasbench_trainer(
@@ -276,6 +290,7 @@ def nasbench_trainer(
     augmentation: Augmentation,
     grad_clip: float | None,
     seed: int,
+    clock: Callable[[], float],
 ) -> dict[str, float]:
     """``train_model`` with the same math as ``plain_loop``; returns loop seconds (no eval)."""
     per_epoch = data.train_x.shape[0] // batch_size
@@ -292,20 +307,18 @@ def nasbench_trainer(
         augmentation=augmentation,
         amp="off",
     )
-    clock = _EvalClock(model)
-    start = time.perf_counter()
+    call_start = clock()
+    timer = LoopClock(model, clock)
     try:
-        result = train_model(model, data, config, seed=seed, device="cpu", on_epoch=clock.on_epoch)
+        result = train_model(model, data, config, seed=seed, device="cpu")
     finally:
-        clock.close()
-    call = time.perf_counter() - start
+        loop_seconds = timer.close()
     if result.steps != steps:
         raise RuntimeError(f"train_model took {result.steps} steps, expected {steps}")
     model.train()
     return {
-        "loop_seconds": result.train_seconds - clock.eval_seconds,
-        "call_seconds": call,
-        "eval_seconds": clock.eval_seconds,
+        "loop_seconds": loop_seconds,
+        "call_seconds": clock() - call_start,
         "last_loss": result.train_loss,
     }
 
@@ -319,6 +332,7 @@ def _max_param_diff(a: nn.Module, b: nn.Module) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build, check, warm up, then time the four variants in rotated rounds."""
     torch.set_num_threads(args.threads)
+    load_at_start = list(os.getloadavg())
     data = load_dataset(args.dataset, seed=args.seed, val_fraction=0.1, test_fraction=0.1)
     if data.train_x.shape[0] < args.batch_size:
         raise SystemExit(f"training split ({data.train_x.shape[0]}) is smaller than one batch")
@@ -343,6 +357,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         augmentation=augmentation,
         grad_clip=grad_clip,
         seed=args.seed,
+        clock=CLOCKS[args.clock],
     )
 
     def one(variant: str) -> tuple[nn.Module, dict[str, float]]:
@@ -371,9 +386,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def med(v: str, key: str = "images_per_s") -> float:
         return statistics.median(s[key] for s in results[v])
 
-    def paired(num: str, den: str) -> list[float]:
+    def paired(num: str, den: str) -> dict[str, Any]:
         pairs = zip(results[num], results[den], strict=True)
-        return [round(n["images_per_s"] / d["images_per_s"], 4) for n, d in pairs]
+        each = [n["images_per_s"] / d["images_per_s"] for n, d in pairs]
+        return {"median": round(statistics.median(each), 4), "each": [round(r, 4) for r in each]}
 
     variants = {
         v: {
@@ -409,8 +425,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "torch": torch.__version__,
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
+            "clock": args.clock,
+            "load_avg_at_start": load_at_start,
             "load_avg_at_end": list(os.getloadavg()),
-            "timed": "training loop only (steps*batch/seconds); trainer eval subtracted",
+            "timed": "training loop only: steps*batch / seconds from the first train forward "
+            "of each epoch to its end (validation, setup and first-batch prep excluded)",
         },
         "variants": variants,
         "ratios": ratios,
@@ -428,6 +447,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=25, help="optimizer steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds after the warm-up")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="wall time, or process CPU time (robust to other processes with --threads 1)",
+    )
     parser.add_argument("--depth", type=int, default=2, choices=(1, 2, 3), help="blocks per stage")
     parser.add_argument(
         "--augmentation",

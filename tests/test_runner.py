@@ -442,3 +442,13 @@ def test_constraints_need_an_estimator_and_positive_bounds(db, space):
                    constraints=Constraints(max_flops=1e6))
     with pytest.raises(ConfigError, match="positive"):
         Constraints(max_params=0)
+
+
+def test_empty_foreign_study_with_other_directions_is_refused(db, space):
+    """An empty study someone made with ``direction="minimize"`` must not be adopted for accuracy."""
+    url = db()
+    optuna.create_study(study_name="study", storage=url, direction="minimize")
+    with pytest.raises(StorageError):
+        rec = recorder(url, space)
+        # if adopted anyway, the ranking would call the worst architecture the best:
+        assert rec.study.directions == [optuna.study.StudyDirection.MAXIMIZE]

@@ -8,7 +8,13 @@ import pytest
 from nasbench._spaces import list_spaces, load_space
 from nasbench.errors import ConfigError, UnknownNameError
 from nasbench.objectives import Evaluation, Objectives
-from nasbench.strategies import STRATEGIES, NSGA2Strategy, RandomStrategy, TPEStrategy, create_strategy
+from nasbench.strategies import (
+    STRATEGIES,
+    NSGA2Strategy,
+    RandomStrategy,
+    TPEStrategy,
+    create_strategy,
+)
 
 ACC = Objectives.parse("accuracy")
 ACC_PARAMS = Objectives.parse("accuracy,params")
@@ -192,12 +198,3 @@ def test_tpe_after_replaying_history_beats_random():
     assert random_mean < 0.3
     assert tpe_mean > random_mean + 0.15, means
 
-
-def test_state_dict_round_trip_is_json_able():
-    import json
-
-    s = TPEStrategy(load_space("nb201"), ACC, seed=0)
-    state = s.state_dict()
-    json.dumps(state)
-    s.load_state_dict(state)
-    assert s.space.validate(s.ask())

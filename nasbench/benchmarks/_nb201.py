@@ -14,12 +14,16 @@ from nasbench.errors import ConfigError, DataError, GenomeError
 if TYPE_CHECKING:
     from nasbench.space import CellSpace, Genome
 
-__all__ = ["NB201", "NB201_DATASETS", "resolve_nb201_paths"]
+__all__ = ["NB201", "NB201_DATASETS", "NB201_INPUT_SHAPE", "NB201_NUM_CLASSES", "resolve_nb201_paths"]
 
 logger = logging.getLogger(__name__)
 
 #: dataset name -> column prefix in the accuracy table
 NB201_DATASETS = {"cifar10": "c10", "cifar100": "c100", "imagenet16": "in16"}
+#: classes of each dataset, and the input shape the NB201 networks were trained on (ImageNet16-120 is 16x16
+#: but the table's params/MACs are reported for the CIFAR shape, as the benchmark does)
+NB201_NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16": 120}
+NB201_INPUT_SHAPE = (3, 32, 32)
 _ALIASES = {"imagenet16-120": "imagenet16", "in16": "imagenet16", "c10": "cifar10", "c100": "cifar100"}
 ACCURACY_FILE = "nb201_accuracy.csv"
 LATENCY_FILE = "nb201_latency_ms.csv"

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nasbench.build._cell import DartsNetwork, DenseCell, NB201Network, TwoInputCell
+from nasbench.build._cell import (
+    DartsNetwork,
+    DenseCell,
+    NB201Network,
+    TwoInputCell,
+    preprocess_inputs,
+)
 from nasbench.build._macro import MacroNetwork
 from nasbench.errors import ConfigError
 
@@ -13,7 +19,7 @@ if TYPE_CHECKING:
 
     from nasbench.space import Genome, Space
 
-__all__ = ["build_model", "build_frozen", "DartsNetwork", "DenseCell", "MacroNetwork", "NB201Network", "TwoInputCell"]
+__all__ = ["build_model", "build_frozen", "DartsNetwork", "DenseCell", "MacroNetwork", "NB201Network", "TwoInputCell", "preprocess_inputs"]
 
 _NETWORKS = {"macro": MacroNetwork, "nb201": NB201Network, "darts": DartsNetwork}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 
 from nasbench.ops import create_op
 
-__all__ = ["DenseCell", "TwoInputCell", "NB201Network", "DartsNetwork"]
+__all__ = ["DenseCell", "TwoInputCell", "NB201Network", "DartsNetwork", "preprocess_inputs"]
 
 
 class DenseCell(nn.Module):
@@ -43,15 +44,20 @@ class DenseCell(nn.Module):
         return last if last is not None else torch.zeros_like(x)
 
 
+def preprocess_inputs(c_pp: int, c_p: int, channels: int, reduction_prev: bool) -> tuple[nn.Module, nn.Module]:
+    """DARTS cell input preprocessing: bring both inputs to ``channels`` and the same resolution."""
+    pre0 = (create_op("factorized_reduce", c_pp, channels, 2) if reduction_prev
+            else create_op("relu_conv_bn_1x1", c_pp, channels, 1))
+    return pre0, create_op("relu_conv_bn_1x1", c_p, channels, 1)
+
+
 class TwoInputCell(nn.Module):
     """DARTS cell: two preprocessed inputs, each intermediate node sums its chosen ops, output concat."""
 
     def __init__(self, cell: dict[str, Any], c_pp: int, c_p: int, channels: int,
                  reduction: bool, reduction_prev: bool) -> None:
         super().__init__()
-        self.pre0 = (create_op("factorized_reduce", c_pp, channels, 2) if reduction_prev
-                     else create_op("relu_conv_bn_1x1", c_pp, channels, 1))
-        self.pre1 = create_op("relu_conv_bn_1x1", c_p, channels, 1)
+        self.pre0, self.pre1 = preprocess_inputs(c_pp, c_p, channels, reduction_prev)
         self.nodes = cell["nodes"]
         self.edge_ops = nn.ModuleList()
         self.edges: list[tuple[int, int]] = []
@@ -70,12 +76,19 @@ class TwoInputCell(nn.Module):
 
 
 class NB201Network(nn.Module):
-    """NAS-Bench-201 skeleton: stem, 3 stages of N cells (C, 2C, 4C) with residual reductions."""
+    """NAS-Bench-201 skeleton: stem, 3 stages of N cells (C, 2C, 4C) with residual reductions.
 
-    def __init__(self, arch: dict[str, Any], num_classes: int, in_channels: int) -> None:
+    ``make_cell(channels)`` builds each cell (default: the frozen architecture's cell); the
+    DARTS supernet passes its mixed cells here, so both share one skeleton.
+    """
+
+    def __init__(self, arch: dict[str, Any], num_classes: int, in_channels: int,
+                 make_cell: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
         s = arch["settings"]
-        cell = next(iter(arch["cells"].values()))
+        if make_cell is None:
+            cell = next(iter(arch["cells"].values()))
+            make_cell = lambda c: DenseCell(cell, c)  # noqa: E731
         c = s["C"]
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
         layers: list[nn.Module] = []
@@ -83,7 +96,7 @@ class NB201Network(nn.Module):
             if stage > 0:
                 layers.append(create_op("resnet_basic", c, 2 * c, 2))
                 c *= 2
-            layers.extend(DenseCell(cell, c) for _ in range(s["N"]))
+            layers.extend(make_cell(c) for _ in range(s["N"]))
         self.cells = nn.Sequential(*layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=False))
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -96,10 +109,18 @@ class NB201Network(nn.Module):
 
 
 class DartsNetwork(nn.Module):
-    """DARTS skeleton: stem, ``layers`` cells with reductions at 1/3 and 2/3 of the depth."""
+    """DARTS skeleton: stem, ``layers`` cells with reductions at 1/3 and 2/3 of the depth.
 
-    def __init__(self, arch: dict[str, Any], num_classes: int, in_channels: int) -> None:
+    ``make_cell(kind, c_pp, c_p, channels, reduction, reduction_prev)`` builds each cell
+    (kind ``"normal"`` or ``"reduce"``; the module must expose ``out_channels``).
+    """
+
+    def __init__(self, arch: dict[str, Any], num_classes: int, in_channels: int,
+                 make_cell: Callable[..., nn.Module] | None = None) -> None:
         super().__init__()
+        if make_cell is None:
+            def make_cell(kind: str, *args: Any) -> nn.Module:
+                return TwoInputCell(arch["cells"][kind], *args)
         s = arch["settings"]
         c = s["C"]
         c_stem = s["stem_multiplier"] * c
@@ -113,8 +134,7 @@ class DartsNetwork(nn.Module):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 c *= 2
-            cell = TwoInputCell(arch["cells"]["reduce" if reduction else "normal"], c_pp, c_p, c,
-                                reduction, reduction_prev)
+            cell = make_cell("reduce" if reduction else "normal", c_pp, c_p, c, reduction, reduction_prev)
             self.cells.append(cell)
             reduction_prev = reduction
             c_pp, c_p = c_p, cell.out_channels

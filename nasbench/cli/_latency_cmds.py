@@ -38,19 +38,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--profile", required=True, help="profile.json from 'nasbench latency profile'")
     q.add_argument("--device", default=None, help="refuse the profile unless it was made on this device type")
     q.add_argument("--batch-size", type=positive_int, default=None, help="refuse the profile unless made at this batch size")
+    q.add_argument("--space", default=None, help="space name or file (default: the one recorded in the profile)")
     q.set_defaults(handler=_predict)
 
     q = lat.add_parser("evaluate", help="measure held-out networks; report the predictor's accuracy vs baselines")
     q.add_argument("--profile", required=True)
     q.add_argument("--n", type=positive_int, default=100, help="held-out networks to measure")
     q.add_argument("--seed", type=int, default=1, help="seed of the held-out sample (profile networks are excluded)")
-    q.add_argument("--json", action="store_true", help="print the report as JSON")
+    q.add_argument("--json", action="store_true", help="print the report as JSON (progress goes to stderr)")
+    q.add_argument("--space", default=None, help="space name or file (default: the one recorded in the profile)")
     q.set_defaults(handler=_evaluate)
 
 
-def _progress() -> tuple[Progress, callable]:  # type: ignore[valid-type]
+def _progress(to_stderr: bool = False) -> tuple[Progress, callable]:  # type: ignore[valid-type]
+    from rich.console import Console
+
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=console)
+                        console=Console(stderr=True) if to_stderr else console)
     tasks: dict[str, int] = {}
 
     def update(stage: str, done: int, total: int) -> None:
@@ -72,20 +76,29 @@ def _profile(args: argparse.Namespace) -> int:
     with progress:
         profile = profile_space(space, device=device, batch_size=args.batch_size, threads=args.threads,
                                 input_shape=args.input_shape, num_classes=args.num_classes, networks=args.networks,
-                                seed=args.seed, warmup=args.warmup, repeats=args.repeats, progress=update)
+                                seed=args.seed, warmup=args.warmup, repeats=args.repeats, progress=update,
+                                space_source=_source(args.space))
     profile.save(args.out)
     console.print(f"wrote {args.out}: {len(profile.table)} units and {len(profile.networks)} networks of "
                   f"{space.name} on {profile.device_name} (batch {args.batch_size}, {profile.threads} threads)")
     return 0
 
 
-def _load(profile_path: str, space_name: str | None = None):  # noqa: ANN202
+def _source(space: str) -> str:
+    """A built-in name as is; a space file as its absolute path (the profile may move)."""
+    from pathlib import Path
+
+    from nasbench._spaces import list_spaces
+
+    return space if space in list_spaces() else str(Path(space).resolve())
+
+
+def _load(profile_path: str, space: str | None = None):  # noqa: ANN202
     from nasbench._spaces import load_space
     from nasbench.hardware import LatencyPredictor, LatencyProfile
 
     profile = LatencyProfile.load(profile_path)
-    space = load_space(space_name or profile.space)
-    return profile, space, LatencyPredictor(profile, space)
+    return profile, (sp := load_space(space or profile.space_source or profile.space)), LatencyPredictor(profile, sp)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -94,7 +107,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     arch = load_architecture(args.path)
     LatencyProfile.load(args.profile).check(device=args.device, batch_size=args.batch_size)
-    profile, space, predictor = _load(args.profile, arch.genome.space)
+    profile, space, predictor = _load(args.profile, args.space)
     genome = space.validate(arch.genome)
     costs = predictor.costs(genome)
     console.print(f"{predictor.predict(genome):.3f} ms predicted on {profile.device_name} (batch {profile.batch_size}, "
@@ -109,7 +122,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from nasbench.hardware import accuracy_report, measure_networks
 
-    profile, space, predictor = _load(args.profile)
+    profile, space, predictor = _load(args.profile, args.space)
     known = {space.load_genome(n["genome"]).hash for n in profile.networks}
     rng = random.Random(args.seed)
     held: dict[str, object] = {}
@@ -120,7 +133,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if g.hash not in known:
             held.setdefault(g.hash, g)
     genomes = list(held.values())
-    progress, update = _progress()
+    progress, update = _progress(to_stderr=args.json)
     with progress:
         measured = np.array(measure_networks(space, genomes, device=profile.device, batch_size=profile.batch_size,
                                              threads=profile.threads, input_shape=profile.input_shape,

@@ -6,8 +6,16 @@ import argparse
 import logging
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from nasbench.cli import _darts_cmd
 from nasbench.cli._shared import console, positive_int
 from nasbench.cli._tables import trials_table
 
@@ -17,8 +25,9 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``search`` to the CLI."""
     p = sub.add_parser("search", help="search a space; every evaluated architecture is an Optuna trial")
-    p.add_argument("--strategy", default="evolution", help="random | tpe | nsga2 | evolution (default)")
-    p.add_argument("--space", default="resnet", help="built-in space name or .py file defining SPACE (default resnet)")
+    p.add_argument("--strategy", default="evolution", help="random | tpe | nsga2 | evolution (default) | darts")
+    p.add_argument("--space", default=None,
+                   help="built-in space name or .py file defining SPACE (default resnet; nb201 for darts)")
     p.add_argument("--dataset", default=None, help="NAME[:PATH]: digits (default, offline), cifar10[:PATH], "
                    "mnist[:PATH], fashion-mnist[:PATH], imagefolder:PATH, synthetic; with --benchmark: "
                    "cifar10 (default), cifar100, imagenet16")
@@ -28,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --benchmark: latency column of the table (e.g. raspi4, pixel3, gold_6226)")
     p.add_argument("--budget", type=positive_int, default=10, help="finished trials wanted in the study (default 10)")
     g = p.add_argument_group("training of each trial")
-    g.add_argument("--epochs", type=float, default=4.0, help="training epochs per trial (default 4)")
+    g.add_argument("--epochs", type=float, default=None, help="training epochs per trial (default 4)")
     g.add_argument("--batch-size", type=positive_int, default=64)
     g.add_argument("--optimizer", default="sgd", help="sgd | adamw")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.05 sgd, 1e-3 adamw)")
@@ -56,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--study", default=None, help="study name (default SPACE-DATASET-STRATEGY[-OBJECTIVES]); same name resumes")
     g.add_argument("--out", default="best.json", help="where to write the best architecture (default best.json)")
     g.add_argument("--top", type=positive_int, default=5, help="rows of the closing table")
+    _darts_cmd.add_arguments(p)
     p.set_defaults(handler=_search)
 
 
@@ -114,10 +124,21 @@ def _evaluator(args: argparse.Namespace, space: Any, objectives: Any) -> tuple[A
 def _search(args: argparse.Namespace) -> int:
     from nasbench._spaces import load_space
     from nasbench.objectives import Objectives
-    from nasbench.runner import (DEFAULT_STORAGE, Constraints, StudyRecorder, pareto_trials, resume_seed, run_search,
-                                 top_trials)
+    from nasbench.runner import (
+        DEFAULT_STORAGE,
+        Constraints,
+        StudyRecorder,
+        pareto_trials,
+        resume_seed,
+        run_search,
+        top_trials,
+    )
     from nasbench.strategies import STRATEGIES, create_strategy
 
+    if args.strategy == "darts":
+        return _darts_cmd.run(args)
+    args.space = args.space or "resnet"
+    args.epochs = 4.0 if args.epochs is None else args.epochs
     if not args.debug:
         for name in ("nasbench.train", "nasbench.data", "nasbench.benchmarks"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -184,8 +205,10 @@ def _write_best(recorder: Any, args: argparse.Namespace, evaluator: Any) -> None
     if hasattr(evaluator, "load_data"):
         data = evaluator.load_data()
         shape, classes = data.input_shape, data.num_classes
-    else:  # NAS-Bench-201 networks are CIFAR-shaped
-        shape, classes = (3, 32, 32), {"cifar10": 10, "cifar100": 100, "imagenet16": 120}[evaluator.dataset]
+    else:
+        from nasbench.benchmarks import NB201_INPUT_SHAPE, NB201_NUM_CLASSES
+
+        shape, classes = NB201_INPUT_SHAPE, NB201_NUM_CLASSES[evaluator.dataset]
     trial = best_trial(recorder.study)
     export_trial(trial, recorder.space, args.out, num_classes=classes, input_shape=shape, study_name=recorder.name)
     console.print(f"wrote {args.out} (trial {trial.number}); retrain it with 'nasbench train {args.out}'")

@@ -52,7 +52,7 @@ def load_study(storage: str | None, name: str | None) -> optuna.Study:
     url = storage or DEFAULT_STORAGE
     if name is not None:
         return open_study(url, name)
-    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(url))]
+    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(url, create=False))]
     if len(names) != 1:
         raise StorageError(f"{url} holds {len(names)} studies ({', '.join(names) or 'none'}); pass --study NAME")
     return open_study(url, names[0])
@@ -91,9 +91,14 @@ def _export(args: argparse.Namespace) -> int:
     space = _space_of(study)
     trial = best_trial(study, args.trial)
     meta = study.user_attrs["nasbench"]
-    data = load_dataset(meta["dataset"], seed=meta.get("seed", 0), limit=meta.get("limit"))
-    export_trial(trial, space, args.out, num_classes=data.num_classes, input_shape=data.input_shape,
-                 study_name=study.study_name)
+    if meta.get("benchmark"):
+        from nasbench.benchmarks import NB201_INPUT_SHAPE, NB201_NUM_CLASSES
+
+        classes, shape = NB201_NUM_CLASSES[meta["dataset"]], NB201_INPUT_SHAPE
+    else:
+        data = load_dataset(meta["dataset"], seed=meta.get("seed", 0), limit=meta.get("limit"))
+        classes, shape = data.num_classes, data.input_shape
+    export_trial(trial, space, args.out, num_classes=classes, input_shape=shape, study_name=study.study_name)
     console.print(f"wrote {args.out}: trial {trial.number} of {study.study_name}, values {trial.values}")
     return 0
 
@@ -125,7 +130,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     except ImportError:
         raise NasbenchError("optuna-dashboard is not installed; pip install 'nasbench[dashboard]' (or optuna-dashboard)") from None
     url = args.storage or DEFAULT_STORAGE
-    storage = open_storage(url)
+    storage = open_storage(url, create=False)
     console.print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {url} (Ctrl-C stops)")
     run_server(storage, host=args.host, port=args.port)
     return 0

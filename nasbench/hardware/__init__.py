@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from nasbench.hardware._counting import count_flops, count_params, layer_summary
+from nasbench.hardware._fitted import FittedLatencyPredictor, LatencyFeatures, accuracy_report
 from nasbench.hardware._measure import measure_latency, torch_threads
 from nasbench.hardware._predictor import LatencyPredictor
-from nasbench.hardware._profile import PROFILE_FORMAT, LatencyProfile, device_name, measure_networks, profile_space
-from nasbench.hardware._units import Unit, covering_genomes, trace_units
+from nasbench.hardware._profile import (
+    PROFILE_FORMAT,
+    LatencyProfile,
+    device_name,
+    measure_networks,
+    profile_space,
+)
+from nasbench.hardware._units import Unit, covering_genomes, trace_units, unit_key
 
 __all__ = [
-    "LatencyPredictor", "LatencyProfile", "PROFILE_FORMAT", "Unit", "count_flops", "count_params",
+    "FittedLatencyPredictor", "LatencyFeatures", "accuracy_report", "LatencyPredictor", "LatencyProfile", "PROFILE_FORMAT", "Unit", "count_flops", "count_params",
     "covering_genomes", "device_name", "layer_summary", "measure_latency", "measure_networks", "profile_space",
-    "torch_threads", "trace_units",
+    "torch_threads", "trace_units", "unit_key",
 ]

@@ -28,8 +28,9 @@ class LatencyPredictor:
     """latency = correction(Σ T(unit, shape, device)) for networks of one space on one device.
 
     The table sum misses what no single unit shows (fusion, memory traffic between layers,
-    Python overhead per module, cell additions); a linear correction on (table sum, number of
-    units, MACs; non-negative coefficients) is fitted on the profile's end-to-end measurements. With fewer than 5 such
+    cache misses once weights outgrow the cache, Python overhead per module, cell additions);
+    a linear correction on (table sum, number of units, MACs, params; non-negative
+    coefficients, relative error) is fitted on the profile's end-to-end measurements. With fewer than 5 such
     measurements the table sum is used as is.
 
     Args:
@@ -75,13 +76,16 @@ class LatencyPredictor:
 
     # -- correction ---------------------------------------------------------------------------
     def _features(self, costs: list[NetworkCosts]) -> np.ndarray:
-        return np.array([[c["table_sum"], c["units"], c["flops"] / 1e6, 1.0] for c in costs])
+        return np.array([[c["table_sum"], c["units"], c["flops"] / 1e6, c["params"] / 1e6, 1.0] for c in costs])
 
     def fit(self, genomes: list[Genome], measured_ms: np.ndarray) -> LatencyPredictor:
         """Fit the correction on networks measured end to end.
 
-        Non-negative least squares: every feature (table sum, units, MACs, constant) can only
-        add time, so the correction never extrapolates to negative or shrinking latencies.
+        Non-negative least squares on relative error (rows weighted by 1/measured, which is
+        what MAPE and "within ±10%" judge): every feature (table sum, units, MACs, params,
+        constant) can only add time, so the correction never extrapolates to negative
+        latencies. Params stand in for what a unit timed alone hides: its weights stay in
+        cache, inside a big network they do not.
         """
         from scipy.optimize import nnls
 
@@ -90,7 +94,8 @@ class LatencyPredictor:
         x = self._features([self.costs(g) for g in genomes])
         y = np.asarray(measured_ms, dtype=float)
         scale = np.maximum(np.abs(x).max(axis=0), 1e-12)
-        coef, _ = nnls(x / scale, y)
+        w = 1.0 / np.maximum(y, 1e-9)
+        coef, _ = nnls((x / scale) * w[:, None], y * w)
         self._coef = coef / scale
         return self
 

@@ -65,6 +65,7 @@ class LatencyProfile:
     repeats: int
     table: dict[str, float] = field(default_factory=dict)
     networks: list[dict[str, Any]] = field(default_factory=list)
+    space_source: str | None = None
 
     def check(self, space: Space | None = None, device: str | None = None, batch_size: int | None = None) -> None:
         """Raise ConfigError if this profile does not fit the request."""
@@ -98,7 +99,7 @@ class LatencyProfile:
         try:
             data["input_shape"] = tuple(data["input_shape"])
             return cls(**data)
-        except TypeError as exc:
+        except (TypeError, KeyError) as exc:
             raise ConfigError(f"latency profile {p} has missing or unknown fields ({exc}); re-profile") from None
 
 
@@ -118,10 +119,12 @@ def measure_networks(space: Space, genomes: list[Genome], *, device: str, batch_
 
 def profile_space(space: Space, *, device: str = "cpu", batch_size: int = 1, threads: int | None = 1,
                   input_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10, networks: int = 60,
-                  seed: int = 0, warmup: int = 10, repeats: int = 30, progress: Progress | None = None) -> LatencyProfile:
+                  seed: int = 0, warmup: int = 10, repeats: int = 30, progress: Progress | None = None,
+                  space_source: str | None = None) -> LatencyProfile:
     """Measure every distinct unit the space can produce, then ``networks`` sampled networks end to end.
 
-    Units come from tracing a covering set of genomes (see ``covering_genomes``); each is
+    ``space_source`` (a built-in name or a space file path) is recorded so that the CLI can
+    load the space again. Units come from tracing a covering set of genomes (see ``covering_genomes``); each is
     timed alone on ``device``: ``warmup`` calls, then the median of ``repeats`` (CUDA
     synchronized). Threads are fixed so numbers are comparable.
     """
@@ -156,4 +159,4 @@ def profile_space(space: Space, *, device: str = "cpu", batch_size: int = 1, thr
         threads=int(threads or torch.get_num_threads()), batch_size=batch_size, input_shape=tuple(input_shape),
         num_classes=num_classes, torch_version=torch.__version__, created=dt.datetime.now().isoformat(timespec="seconds"),
         warmup=warmup, repeats=repeats, table=table,
-        networks=[{"genome": g.to_json(), "ms": t} for g, t in zip(sample, times)])
+        networks=[{"genome": g.to_json(), "ms": t} for g, t in zip(sample, times)], space_source=space_source)

@@ -13,17 +13,14 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from nasbench.space import CellSpace, Genome, MacroSpace, Space, iter_assignments
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["Unit", "trace_units", "covering_genomes"]
+__all__ = ["Unit", "trace_units", "covering_genomes", "unit_key"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,12 @@ def _units_of(model: nn.Module) -> Iterator[nn.Module]:
         stack.extend(reversed(children))
 
 
+def unit_key(module: nn.Module, input_shape: tuple[int, ...]) -> str:
+    """The lookup-table key of ``module`` called on one image of ``input_shape``."""
+    call = getattr(module, "nasbench_op", None)
+    return _op_key(call, input_shape) if call is not None else _leaf_key(module, input_shape)
+
+
 @torch.inference_mode()
 def trace_units(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Unit]:
     """The units a forward pass of ``model`` on one ``input_shape`` image calls, in call order."""
@@ -77,20 +80,15 @@ def trace_units(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Uni
         for h in handles:
             h.remove()
         model.train(was_training)
-    out = []
-    for m, shape in calls:
-        call = getattr(m, "nasbench_op", None)
-        key = _op_key(call, shape) if call is not None else _leaf_key(m, shape)
-        out.append(Unit(key, m, shape))
-    return out
+    return [Unit(unit_key(m, shape), m, shape) for m, shape in calls]
 
 
 def covering_genomes(space: Space, seed: int = 0) -> list[Genome]:
     """Genomes whose networks together contain every unit the space can produce.
 
     Macro spaces: for every stage, every (incoming width, own width, width multiplier,
-    assignment of the block's decisions) at full depth (and every head width after the last
-    stage). Cell spaces: every op on every edge, with each connection decision at its first
+    assignment of the block's decisions) at full depth (with every stem assignment for the
+    first stage, every head width and head assignment for the last). Cell spaces: every op on every edge, with each connection decision at its first
     and its last value (so edges from the cell inputs and from inner nodes both appear).
     """
     if isinstance(space, MacroSpace):
@@ -107,15 +105,18 @@ def _values(choice_or_fixed: Any) -> list[Any]:
 def _macro_cover(space: MacroSpace, seed: int) -> Iterator[Genome]:
     mults = _values(space.width_multiplier)
     heads = _values(space.head_width) if space.head_width is not None else [None]
+    stems = list(iter_assignments(space.stem.decisions("stem", "stem")))
+    head_blocks = list(iter_assignments(space.head.decisions("head", "head"))) if space.head_width is not None else [{}]
     seen: set[str] = set()
     for si, st in enumerate(space.stages):
         prev_label = "stem.width" if si == 0 else f"{space.stages[si - 1].name}.width"
         prev_widths = _values(space.stem_width if si == 0 else space.stages[si - 1].width)
         blocks = list(iter_assignments(st.block.decisions(f"{st.name}.b0", st.name)))
         last = si == len(space.stages) - 1
-        for mult, wp, w, block, head in itertools.product(mults, prev_widths, _values(st.width), blocks,
-                                                          heads if last else [None]):
-            values: dict[str, Any] = {}
+        for mult, wp, w, block, head, stem, head_block in itertools.product(
+                mults, prev_widths, _values(st.width), blocks, heads if last else [None],
+                stems if si == 0 else [{}], head_blocks if last else [{}]):
+            values: dict[str, Any] = {**stem, **head_block}
             if mult is not None:
                 values["width_mult"] = mult
             if wp is not None:
@@ -139,7 +140,7 @@ def _cell_cover(space: CellSpace, seed: int) -> Iterator[Genome]:
     seen: set[str] = set()
     conns = [d for d in space.decisions if d.kind == "connection"]
     ops = [d for d in space.decisions if d.kind == "op"]
-    for op in ops[0].values:
+    for op in dict.fromkeys(v for d in ops for v in d.values):
         for pick in (0, -1):
             values = {d.label: op for d in ops if op in d.values}
             values.update({d.label: d.values[pick] for d in conns})

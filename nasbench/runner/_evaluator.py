@@ -20,8 +20,17 @@ __all__ = ["TrainingEvaluator", "trial_seed"]
 logger = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=4)
 def _predictor(path: str, space):  # noqa: ANN001, ANN202
+    """One predictor per (profile file as it is now, space) in this process."""
+    from pathlib import Path
+
+    p = Path(path).resolve()
+    stamp = p.stat().st_mtime_ns if p.is_file() else 0
+    return _cached_predictor(str(p), stamp, space)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_predictor(path: str, stamp: int, space):  # noqa: ANN001, ANN202
     from nasbench.hardware import LatencyPredictor, LatencyProfile
 
     return LatencyPredictor(LatencyProfile.load(path), space)
@@ -99,8 +108,11 @@ class TrainingEvaluator:
         from nasbench._spaces import load_space
         from nasbench.hardware import count_flops, count_params, measure_latency
 
+        import torch
+
         data = self.load_data()
-        model = load_space(self.space).build(genome, num_classes=data.num_classes, input_shape=data.input_shape)
+        with torch.random.fork_rng(devices=[]):
+            model = load_space(self.space).build(genome, num_classes=data.num_classes, input_shape=data.input_shape)
         out = {"params": count_params(model), "flops": count_flops(model, data.input_shape)}
         if with_latency:
             predictor = self.predictor()

@@ -28,8 +28,11 @@ DEFAULT_STORAGE = "sqlite:///nasbench.db"
 _META = "nasbench"
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL: ``sqlite:///FILE``, ``postgresql://...``, ``journal:FILE``.
+
+    With ``create=False`` (reading commands) a missing SQLite or journal file is an error
+    instead of being created empty.
 
     Raises:
         StorageError: unknown scheme, missing folder, or unreachable database (fails in seconds).
@@ -39,11 +42,15 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             from optuna.storages.journal import JournalFileBackend
 
             path = Path(url[len("journal:"):].removeprefix("//"))
+            if not create and not path.is_file():
+                raise StorageError(f"no journal file at {path}; run 'nasbench search' first or fix --storage")
             if not path.parent.is_dir():
                 raise StorageError(f"folder of journal file {path} does not exist; create it or pick another path")
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         if url.startswith("sqlite:///"):
             path = Path(url[len("sqlite:///"):])
+            if not create and not path.is_file():
+                raise StorageError(f"no study database at {path}; run 'nasbench search' first or fix --storage")
             if path.is_dir() or not path.parent.is_dir():
                 raise StorageError(f"cannot create SQLite file {path}; its folder must exist and it must not be a folder")
             return optuna.storages.RDBStorage(url)
@@ -61,7 +68,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
 def open_study(url: str, name: str) -> optuna.Study:
     """An existing study (for export, trials, dashboard)."""
-    storage = open_storage(url)
+    storage = open_storage(url, create=False)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -105,6 +112,10 @@ class StudyRecorder:
                                         load_if_exists=True)
         except Exception as exc:
             raise StorageError(f"cannot create study {name!r} in {_redact(self.storage_url)}: {exc}") from None
+        have = [d.name.lower() for d in study.directions]
+        if have != self.objectives.directions:
+            raise StorageError(f"study {name!r} optimizes {have}, not {self.objectives.directions} "
+                               f"({self.objectives}); pass --study NEW_NAME")
         stored = study.user_attrs.get(_META)
         if stored is None:
             if study.trials:
@@ -173,5 +184,6 @@ def _redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         cred, host = rest.rsplit("@", 1)
-        return f"{scheme}://{cred.split(':')[0]}:***@{host}"
+        user, _, password = cred.partition(":")
+        return f"{scheme}://{user}:***@{host}" if password else url
     return url

@@ -1,0 +1,114 @@
+"""``nasbench search --strategy darts``: supernet search, per-epoch trials, alpha heatmap, retrain."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from nasbench.cli._shared import console
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """DARTS flags of ``nasbench search``."""
+    g = p.add_argument_group("darts (--strategy darts; --epochs = search epochs, default 10)")
+    g.add_argument("--w-lr", type=float, default=0.025, help="supernet weight SGD learning rate (cosine to 1e-3)")
+    g.add_argument("--w-weight-decay", type=float, default=3e-4)
+    g.add_argument("--alpha-lr", type=float, default=3e-4, help="architecture (alpha) Adam learning rate")
+    g.add_argument("--alpha-weight-decay", type=float, default=1e-3)
+    g.add_argument("--unrolled", action="store_true", help="second-order DARTS (one unrolled weight step)")
+    g.add_argument("--collapse-guard", default="darts-minus", help="darts-minus (default: decaying auxiliary skip) | none")
+    g.add_argument("--aux-skip", type=float, default=1.0, help="initial weight of DARTS-'s auxiliary skip")
+    g.add_argument("--latency-weight", type=float, default=0.0, help="λ of L_val + λ·E[latency] (needs --latency-profile)")
+    g.add_argument("--retrain-epochs", type=float, default=4.0, help="retrain the derived genome from scratch (0: skip)")
+    g.add_argument("--checkpoint", default=None, help="checkpoint file (default .nasbench/STUDY.darts.pt); resumes")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a DARTS search from parsed ``nasbench search`` arguments."""
+    from nasbench._spaces import load_space
+    from nasbench.cli._study_cmds import export_trial
+    from nasbench.cli._tables import trials_table
+    from nasbench.data import load_dataset, parse_spec
+    from nasbench.errors import ConfigError
+    from nasbench.objectives import Objectives
+    from nasbench.runner import DEFAULT_STORAGE, StudyRecorder
+    from nasbench.runner._darts_run import plot_alphas, run_darts
+    from nasbench.strategies._darts import DartsConfig, DartsSearch
+    from nasbench.train import TrainConfig, resolve_device
+
+    if not args.debug:
+        logging.getLogger("nasbench.data").setLevel(logging.WARNING)
+    if args.benchmark:
+        raise ConfigError("DARTS trains a supernet; it cannot run on --benchmark tables (use --dataset)")
+    objectives = Objectives.parse(args.objective)
+    space = load_space(args.space or "nb201")
+    epochs = int(args.epochs if args.epochs is not None else 10)
+    config = DartsConfig(epochs=epochs, batch_size=args.batch_size, w_lr=args.w_lr, w_weight_decay=args.w_weight_decay,
+                         alpha_lr=args.alpha_lr, alpha_weight_decay=args.alpha_weight_decay, unrolled=args.unrolled,
+                         collapse_guard=args.collapse_guard, aux_skip=args.aux_skip, latency_weight=args.latency_weight,
+                         max_latency_ms=args.max_latency_ms)
+    spec = args.dataset or "digits"
+    data = load_dataset(spec, seed=args.seed, limit=args.limit)
+    predictor = None
+    if args.latency_profile:
+        from nasbench.runner._evaluator import _predictor
+
+        predictor = _predictor(args.latency_profile, space)
+    elif "latency" in objectives.names:
+        raise ConfigError("DARTS with a latency objective needs --latency-profile PROFILE.json")
+    device = str(resolve_device(args.device))
+    search = DartsSearch(space, data, config, seed=args.seed, device=device, predictor=predictor)
+    retrain = TrainConfig(epochs=args.retrain_epochs, batch_size=args.batch_size) if args.retrain_epochs > 0 else None
+
+    storage = args.storage or DEFAULT_STORAGE
+    study_name = args.study or "-".join([space.name, parse_spec(spec)[0], "darts", *objectives.names[1:]])
+    settings = {"strategy": "darts", "seed": args.seed, "space_source": args.space or "nb201", "dataset": spec,
+                "limit": args.limit, "darts": {k: v for k, v in vars(config).items()},
+                "retrain_epochs": args.retrain_epochs, "latency_profile": args.latency_profile}
+    recorder = StudyRecorder(storage, study_name, space, objectives, settings)
+    checkpoint = Path(args.checkpoint or Path(".nasbench") / f"{study_name}.darts.pt")
+    console.print(f"study [bold]{study_name}[/] in {storage}: DARTS on {space.name} ({data.name}, "
+                  f"{len(data.train_y)} train for weights / {len(data.val_y)} val for alpha), {epochs} epochs, "
+                  f"collapse guard {config.collapse_guard}, checkpoint {checkpoint}")
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("supernet val {task.fields[acc]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    interrupted = False
+    with Progress(*columns, console=console, disable=args.quiet) as progress:
+        task = progress.add_task("epochs", total=epochs, acc="-")
+
+        def on_epoch(report) -> None:  # noqa: ANN001
+            progress.update(task, completed=report.epoch + 1, acc=f"{report.val_accuracy:.4f}")
+
+        try:
+            outcome = run_darts(search, recorder, objectives, checkpoint=checkpoint, retrain=retrain, seed=args.seed,
+                                device=device, on_epoch=on_epoch)
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        console.print(f"interrupted after epoch {search.epoch}; run the same command to resume from {checkpoint}")
+        return 130
+    trials = [t for t in recorder.study.get_trials(deepcopy=False) if t.number in set(outcome.trials)]
+    if trials:
+        console.print(trials_table(trials[-5:], objectives.names, title=f"DARTS trials of {study_name} (latest)"))
+    best = recorder.study.get_trials(deepcopy=False)[-1]
+    export_trial(best, space, args.out, num_classes=data.num_classes, input_shape=data.input_shape, study_name=study_name)
+    png = plot_alphas(search, Path(args.out).with_name(Path(args.out).stem + "_alphas.png"))
+    m = outcome.metrics
+    test = f", retrained test accuracy {m['test_accuracy']:.4f}" if m.get("test_accuracy") is not None else ""
+    console.print(f"derived genome {outcome.genome.hash}: supernet val accuracy {m['supernet_val_accuracy']:.4f}{test}")
+    if hasattr(space, "to_arch_str") and len(space.cells) == 1 and space.cells[0].inputs == 1:
+        console.print(f"cell: {space.to_arch_str(outcome.genome)}")
+    console.print(f"wrote {args.out} and {png}")
+    return 0

@@ -1,0 +1,309 @@
+"""DARTS (Liu et al., 2019): continuous relaxation, bilevel optimization, derivation, collapse guard."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from nasbench.errors import ConfigError, NasbenchError, TrainingError
+from nasbench.supernet import CellSupernet
+
+if TYPE_CHECKING:
+    from nasbench.data import DatasetSplits
+    from nasbench.hardware import LatencyPredictor
+    from nasbench.space import CellSpace, Genome
+
+__all__ = ["DartsConfig", "DartsEpoch", "DartsSearch", "COLLAPSE_GUARDS"]
+
+logger = logging.getLogger(__name__)
+
+#: ``darts-minus``: an auxiliary skip connection on every stride-1 mixed edge whose weight
+#: decays linearly from ``aux_skip`` to 0 (Chu et al., 2021, "DARTS-"): the skip candidate no
+#: longer has to win alpha to carry the gradient flow, which is what makes plain DARTS collapse.
+COLLAPSE_GUARDS = ("darts-minus", "none")
+
+
+@dataclass(frozen=True)
+class DartsConfig:
+    """Hyperparameters of a DARTS search (defaults from the paper, first order)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    alpha_lr: float = 3e-4
+    alpha_betas: tuple[float, float] = (0.5, 0.999)
+    alpha_weight_decay: float = 1e-3
+    unrolled: bool = False
+    collapse_guard: str = "darts-minus"
+    aux_skip: float = 1.0
+    latency_weight: float = 0.0
+    max_latency_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"DARTS needs epochs >= 1 and batch size >= 1, got {self.epochs}, {self.batch_size}")
+        if self.collapse_guard not in COLLAPSE_GUARDS:
+            raise ConfigError(f"unknown collapse guard {self.collapse_guard!r}; valid: {', '.join(COLLAPSE_GUARDS)}")
+        for name in ("w_lr", "alpha_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.latency_weight < 0 or (self.max_latency_ms is not None and not self.max_latency_ms > 0):
+            raise ConfigError("latency weight must be >= 0 and --max-latency-ms positive")
+
+
+@dataclass
+class DartsEpoch:
+    """What one epoch gave: the derived genome and how the supernet is doing."""
+
+    epoch: int
+    genome: Genome
+    val_accuracy: float
+    val_loss: float
+    train_loss: float
+    seconds: float
+    probabilities: dict[str, list[list[float]]]
+    aux_skip: float
+    latency_weight: float
+    expected_latency_ms: float | None = None
+    predicted_latency_ms: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DartsSearch:
+    """Trains a cell supernet with alternating weight and alpha steps; derives a genome per epoch.
+
+    Weights w learn on the training split (SGD, cosine schedule, gradient clipping), alphas on
+    the disjoint validation split (Adam). First order by default; ``unrolled`` takes one
+    virtual SGD step and the finite-difference Hessian-vector product (second order). With a
+    latency profile the alpha loss adds ``λ · E[latency]``, where E[latency] = Σ_edges Σ_ops
+    softmax(alpha) · T(op, shape); with ``max_latency_ms`` λ doubles after an epoch whose
+    derived network is predicted over the target and halves when it is under by > 10%.
+
+    Args:
+        space: A cell space.
+        data: Splits (train for w, val for alpha).
+        config: Hyperparameters.
+        seed: Seeds alpha initialization, weights, batch order and augmentation.
+        device: Torch device.
+        predictor: Latency predictor of the space (needed for latency terms).
+    """
+
+    def __init__(self, space: CellSpace, data: DatasetSplits, config: DartsConfig, *, seed: int = 0,
+                 device: str | torch.device = "cpu", predictor: LatencyPredictor | None = None) -> None:
+        from nasbench.data import default_augmentation
+
+        if (config.latency_weight > 0 or config.max_latency_ms is not None) and predictor is None:
+            raise ConfigError("a latency-aware DARTS loss needs --latency-profile PROFILE.json of this space")
+        self.space, self.data, self.config, self.seed = space, data, config, seed
+        self.device = torch.device(device)
+        self.predictor = predictor
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = CellSupernet(space, data.num_classes, data.input_shape).to(self.device)
+        self.w_opt = torch.optim.SGD(self.net.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
+                                     weight_decay=config.w_weight_decay)
+        self.a_opt = torch.optim.Adam(self.net.arch_parameters(), lr=config.alpha_lr, betas=config.alpha_betas,
+                                      weight_decay=config.alpha_weight_decay)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, config.epochs, eta_min=config.w_lr_min)
+        self.latency_weight = config.latency_weight if config.latency_weight > 0 else (
+            1e-3 if config.max_latency_ms is not None else 0.0)
+        self._lat = ({k: v.to(self.device) for k, v in self.net.latency_matrices(predictor.profile).items()}
+                     if predictor is not None else None)
+        self.augmentation = default_augmentation(data.name)
+        self.epoch = 0
+        self.history: list[DartsEpoch] = []
+
+    # -- one epoch ------------------------------------------------------------------------------
+    def expected_latency(self) -> torch.Tensor:
+        """Differentiable Σ softmax(alpha) · T over every mixed edge (ms); 0 without a profile."""
+        if self._lat is None:
+            return torch.zeros((), device=self.device)
+        return sum((torch.softmax(a, -1) * self._lat[k]).sum() for k, a in self.net.alphas.items())  # type: ignore[return-value]
+
+    def _alpha_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(logits, y)
+        if self.latency_weight > 0:
+            loss = loss + self.latency_weight * self.expected_latency()
+        return loss
+
+    def _first_order_alpha_step(self, xv: torch.Tensor, yv: torch.Tensor) -> None:
+        self.a_opt.zero_grad(set_to_none=True)
+        self._alpha_loss(self.net(xv), yv).backward()
+        self.a_opt.step()
+
+    def _second_order_alpha_step(self, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor) -> None:
+        from torch.func import functional_call
+
+        eta = self.w_opt.param_groups[0]["lr"]
+        wd = self.config.w_weight_decay
+        names = {id(p): n for n, p in self.net.named_parameters()}
+        weights = self.net.weight_parameters()
+        alphas = self.net.arch_parameters()
+        grads = torch.autograd.grad(F.cross_entropy(self.net(xb), yb), weights)
+        virtual = {names[id(p)]: (p - eta * (g + wd * p)).detach().requires_grad_() for p, g in zip(weights, grads)}
+        params = {**dict(self.net.named_parameters()), **virtual}
+        loss_v = self._alpha_loss(functional_call(self.net, (params, dict(self.net.named_buffers())), (xv,)), yv)
+        d_alpha = torch.autograd.grad(loss_v, alphas, retain_graph=True)
+        d_w = torch.autograd.grad(loss_v, list(virtual.values()))
+        r = 0.01 / torch.cat([g.flatten() for g in d_w]).norm().clamp_min(1e-12)
+
+        def alpha_grad_at(sign: float) -> tuple[torch.Tensor, ...]:
+            with torch.no_grad():
+                for p, d in zip(weights, d_w):
+                    p.add_(sign * r * d)
+            return torch.autograd.grad(F.cross_entropy(self.net(xb), yb), alphas)
+
+        g_plus = alpha_grad_at(+1.0)
+        g_minus = alpha_grad_at(-2.0)
+        with torch.no_grad():
+            for p, d in zip(weights, d_w):
+                p.add_(r * d)
+        self.a_opt.zero_grad(set_to_none=True)
+        for a, da, gp, gm in zip(alphas, d_alpha, g_plus, g_minus):
+            a.grad = da - eta * (gp - gm) / (2 * r)
+        self.a_opt.step()
+
+    def _aux_skip(self) -> float:
+        if self.config.collapse_guard != "darts-minus":
+            return 0.0
+        return self.config.aux_skip * max(0.0, 1.0 - self.epoch / self.config.epochs)
+
+    def train_epoch(self) -> DartsEpoch:
+        """One epoch of alternating alpha and weight steps, then evaluation and derivation."""
+        from nasbench.data import iterate_batches
+        from nasbench.train import evaluate
+
+        if self.epoch >= self.config.epochs:
+            raise NasbenchError(f"DARTS already ran its {self.config.epochs} epochs")
+        t0 = time.perf_counter()
+        d, dev = self.data, self.device
+        self.net.set_aux_skip(self._aux_skip())
+        gen = torch.Generator(device="cpu").manual_seed(self.seed * 1000 + self.epoch)
+        common = dict(device=dev, mean=d.mean, std=d.std, drop_last=True)
+        bs = min(self.config.batch_size, len(d.train_y), len(d.val_y))
+        train = iterate_batches(d.train_x, d.train_y, bs, shuffle=True, generator=gen,
+                                augmentation=self.augmentation if self.augmentation.enabled else None, **common)
+        val_batches = list(iterate_batches(d.val_x, d.val_y, bs, shuffle=True, generator=gen, **common))
+        self.net.train()
+        losses = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1000 + self.epoch)
+            for step, (xb, yb) in enumerate(train):
+                xv, yv = val_batches[step % len(val_batches)]
+                if self.config.unrolled:
+                    self._second_order_alpha_step(xb, yb, xv, yv)
+                else:
+                    self._first_order_alpha_step(xv, yv)
+                self.w_opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(self.net(xb), yb)
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"DARTS supernet loss became {float(loss)} at epoch {self.epoch} step {step}; "
+                                        "lower --w-lr")
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.config.grad_clip)
+                self.w_opt.step()
+                losses.append(float(loss))
+        self.sched.step()
+        val_acc, val_loss = evaluate(self.net, d.val_x, d.val_y, device=dev, mean=d.mean, std=d.std)
+        genome = self.net.derive()
+        report = DartsEpoch(
+            epoch=self.epoch, genome=genome, val_accuracy=val_acc, val_loss=val_loss,
+            train_loss=sum(losses) / max(1, len(losses)), seconds=time.perf_counter() - t0,
+            probabilities={k: [[round(float(x), 5) for x in row] for row in v] for k, v in self.net.probabilities().items()},
+            aux_skip=self.net.aux_skip, latency_weight=self.latency_weight)
+        if self._lat is not None:
+            report.expected_latency_ms = float(self.expected_latency().detach())
+            report.predicted_latency_ms = self.predictor.predict(genome)  # type: ignore[union-attr]
+            self._adapt_latency_weight(report.predicted_latency_ms)
+        self.epoch += 1
+        self.history.append(report)
+        logger.info("DARTS epoch %d: supernet val acc %.4f, train loss %.4f, %.1fs, derived %s", report.epoch,
+                    val_acc, report.train_loss, report.seconds, genome.hash)
+        return report
+
+    def _adapt_latency_weight(self, predicted: float) -> None:
+        target = self.config.max_latency_ms
+        if target is None:
+            return
+        if predicted > target:
+            self.latency_weight *= 2.0
+        elif predicted < 0.9 * target:
+            self.latency_weight = max(self.latency_weight / 2.0, 1e-6)
+
+    def run(self, on_epoch: Callable[[DartsEpoch], None] | None = None,
+            checkpoint: str | Path | None = None) -> list[DartsEpoch]:
+        """Train the remaining epochs; checkpoint after each one; return this call's reports."""
+        out = []
+        while self.epoch < self.config.epochs:
+            report = self.train_epoch()
+            if checkpoint is not None:
+                self.save(checkpoint)
+            if on_epoch is not None:
+                on_epoch(report)
+            out.append(report)
+        return out
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Supernet weights and alphas, optimizer and scheduler states, epoch, λ, history."""
+        return {"net": self.net.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
+                "sched": self.sched.state_dict(), "epoch": self.epoch, "latency_weight": self.latency_weight,
+                "config": asdict(self.config), "space_hash": self.space.hash,
+                "history": [{**asdict(h), "genome": h.genome.to_json()} for h in self.history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict`` output (refuses another space or other hyperparameters)."""
+        if state.get("space_hash") != self.space.hash:
+            raise ConfigError("DARTS checkpoint was made for another space; delete it or pass --study NEW_NAME")
+        if _plain(state.get("config")) != _plain(asdict(self.config)):
+            raise ConfigError("DARTS checkpoint was made with other hyperparameters; repeat them or pass --study NEW_NAME")
+        self.net.load_state_dict(state["net"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.epoch = int(state["epoch"])
+        self.latency_weight = float(state["latency_weight"])
+        self.history = [DartsEpoch(**{**h, "genome": self.space.load_genome(h["genome"])}) for h in state["history"]]
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint atomically (torch format, loaded with ``weights_only=True``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+
+    def load(self, path: str | Path) -> bool:
+        """Resume from ``path`` if it exists; return whether it did."""
+        path = Path(path)
+        if not path.is_file():
+            return False
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # a truncated or foreign file
+            raise ConfigError(f"cannot read DARTS checkpoint {path} ({exc}); delete it to start over") from None
+        self.load_state_dict(state)
+        logger.info("resumed DARTS from %s at epoch %d", path, self.epoch)
+        return True
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, (list, tuple)):
+        return [_plain(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj

@@ -1,0 +1,157 @@
+"""The DARTS supernet of a cell space: the space's own skeleton with mixed cells, alpha per cell."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from nasbench.build import DartsNetwork, NB201Network
+from nasbench.errors import ConfigError
+from nasbench.supernet._cells import MixedDenseCell, MixedOp, MixedTwoInputCell
+
+if TYPE_CHECKING:
+    from nasbench.hardware import LatencyProfile
+    from nasbench.space import CellSpace, Genome
+
+__all__ = ["CellSupernet"]
+
+
+class CellSupernet(nn.Module):
+    """Every candidate op on every edge of every cell, mixed by softmax(alpha).
+
+    Works for any ``CellSpace`` (nb201 or darts skeleton, a user's cells included); the
+    skeleton and the ops come from the same code and registry as stand-alone networks.
+    Cells of one kind share one alpha (``alphas[cell_name]``: edges x candidate ops). Two-input
+    (DARTS) cells also get a ``none`` candidate, as in the paper; it is never derived.
+
+    The auxiliary skip weight ``aux_skip`` (DARTS-) is set between steps with
+    ``set_aux_skip``; ``forward`` never changes configuration.
+    """
+
+    def __init__(self, space: CellSpace, num_classes: int, input_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        if space.kind != "cell":
+            raise ConfigError(f"DARTS needs a cell space (nb201, darts or your own CellSpace); {space.name!r} is {space.kind}")
+        self.space = space
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.candidates: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+        for cell in space.cells:
+            cands = [(v, op, dict(p)) for v, op, p in cell.ops]
+            if cell.inputs == 2 and not any(op == "zero" for _, op, _ in cands):
+                cands.append(("none", "zero", {}))
+            self.candidates[cell.name] = cands
+        self.edges = {c.name: ([(i, j) for j in range(1, c.nodes) for i in range(j)] if c.inputs == 1 else
+                               [(i, j) for j in range(2, c.nodes + 2) for i in range(j)]) for c in space.cells}
+        self.alphas = nn.ParameterDict({
+            c.name: nn.Parameter(1e-3 * torch.randn(len(self.edges[c.name]), len(self.candidates[c.name])))
+            for c in space.cells})
+        self.aux_skip = 0.0
+        arch = {"settings": dict(space.settings), "cells": {}}
+        if space.skeleton == "nb201":
+            cell = space.cells[0]
+            self.net: nn.Module = NB201Network(
+                arch, num_classes, input_shape[0],
+                make_cell=lambda c: MixedDenseCell(cell.nodes, c, self.candidates[cell.name], self._weights_fn(cell.name),
+                                              cell.name))
+        else:
+            def make(kind: str, c_pp: int, c_p: int, c: int, red: bool, red_prev: bool) -> nn.Module:
+                return MixedTwoInputCell(space.cell(kind).nodes, c_pp, c_p, c, red, red_prev, self.candidates[kind],
+                                         self._weights_fn(kind), kind)
+            self.net = DartsNetwork(arch, num_classes, input_shape[0], make_cell=make)
+
+    def _weights_fn(self, name: str):  # noqa: ANN202
+        return lambda: (torch.softmax(self.alphas[name], dim=-1), self.aux_skip)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the mixed network."""
+        return self.net(x)
+
+    def set_aux_skip(self, beta: float) -> None:
+        """Weight of the auxiliary skip connection on stride-1 edges (0 disables it)."""
+        self.aux_skip = float(beta)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """The alphas."""
+        return list(self.alphas.values())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter except the alphas."""
+        ids = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in ids]
+
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        """softmax(alpha) per cell, detached (edges x candidates)."""
+        return {k: torch.softmax(a.detach(), dim=-1).cpu() for k, a in self.alphas.items()}
+
+    def edge_labels(self, cell: str) -> list[str]:
+        """One readable label per alpha row, e.g. ``cell.e0-1`` or ``normal.e1-3``."""
+        return [f"{cell}.e{i}-{j}" for i, j in self.edges[cell]]
+
+    def op_names(self, cell: str) -> list[str]:
+        """Candidate op values, one per alpha column."""
+        return [v for v, _, _ in self.candidates[cell]]
+
+    def derive(self) -> Genome:
+        """The discrete genome: argmax op per edge (single-input cells); for two-input cells the
+        ``in_degree`` incoming edges with the strongest non-``none`` op, each with that op."""
+        values: dict[str, Any] = {}
+        for cell in self.space.cells:
+            probs = self.probabilities()[cell.name]
+            names = self.op_names(cell.name)
+            genome_ops = set(cell.op_values)
+            if cell.inputs == 1:
+                for e, (i, j) in enumerate(self.edges[cell.name]):
+                    values[f"{cell.name}.e{i}-{j}"] = names[int(torch.argmax(probs[e]))]
+                continue
+            usable = [k for k, n in enumerate(names) if n in genome_ops]
+            for j in cell.node_ids():
+                incoming = [(e, i) for e, (i, jj) in enumerate(self.edges[cell.name]) if jj == j]
+                best = {i: max(usable, key=lambda k, e=e: float(probs[e, k])) for e, i in incoming}
+                strength = {i: float(probs[e, best[i]]) for e, i in incoming}
+                chosen = sorted(sorted(strength, key=lambda i: -strength[i])[: cell.in_degree])
+                values[f"{cell.name}.n{j}.inputs"] = "+".join(map(str, chosen))
+                for m, i in enumerate(chosen):
+                    values[f"{cell.name}.n{j}.op{m}"] = names[best[i]]
+        return self.space.genome(values)
+
+    def latency_matrices(self, profile: LatencyProfile) -> dict[str, torch.Tensor]:
+        """Per cell, (edges x candidates) table latency in ms summed over every cell of that kind.
+
+        ``Σ softmax(alpha) * matrix`` is the differentiable expected latency of the mixed
+        edges (the skeleton's fixed cost is left out: it does not depend on alpha).
+        """
+        from nasbench.hardware import unit_key
+
+        if tuple(profile.input_shape) != self.input_shape or profile.num_classes != self.num_classes:
+            raise ConfigError("latency profile was made for another input shape or class count; re-profile the space "
+                              f"with --input-shape {','.join(map(str, self.input_shape))} --num-classes {self.num_classes}")
+        shapes: dict[int, tuple[int, ...]] = {}
+        hooks = [m.register_forward_pre_hook(lambda mod, a: shapes.__setitem__(id(mod), tuple(a[0].shape[1:])))
+                 for m in self.modules() if isinstance(m, MixedOp)]
+        was = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                self(torch.zeros((1, *self.input_shape), device=next(self.parameters()).device))
+        finally:
+            for h in hooks:
+                h.remove()
+            self.train(was)
+        out = {name: torch.zeros_like(a, device="cpu") for name, a in self.alphas.items()}
+        for cell_module in self.modules():
+            if not isinstance(cell_module, (MixedDenseCell, MixedTwoInputCell)):
+                continue
+            name = cell_module.kind
+            for e, mixed in enumerate(cell_module.mixed):
+                for k, op in enumerate(mixed.ops):
+                    if k not in mixed.live:
+                        continue
+                    key = unit_key(op, shapes[id(mixed)])
+                    if key not in profile.table:
+                        raise ConfigError(f"latency profile lacks {key}; profile the space it was made for")
+                    out[name][e, k] += profile.table[key]
+        return out
+
