@@ -2,8 +2,8 @@
 
 ``FittedLatencyPredictor`` is for devices one can only time whole networks on (a phone,
 an accelerator, a benchmark's latency column): measure a few dozen architectures, fit,
-predict the rest. The model is the physics of a network's latency, a sum of per-op
-costs: a ridge regression *in milliseconds* (not log-ms) on how many times each value is
+predict the rest. The model follows how latency arises, as a sum of per-op costs: a
+ridge regression *in milliseconds* (not log-ms) on how many times each value is
 chosen per group of decisions (ops per cell, blocks of each op per stage, widths, ...),
 how many ops are *live* in cell spaces (on a path from an input to the output, so that
 graph compilers that prune dead ops are modelled too), one-hot decisions for position

@@ -105,10 +105,10 @@ class TrainingEvaluator:
 
         Latency is predicted with ``latency_profile`` when given, else measured on the CPU.
         """
+        import torch
+
         from nasbench._spaces import load_space
         from nasbench.hardware import count_flops, count_params, measure_latency
-
-        import torch
 
         data = self.load_data()
         with torch.random.fork_rng(devices=[]):

@@ -183,7 +183,6 @@ class DartsSearch:
     def train_epoch(self) -> DartsEpoch:
         """One epoch of alternating alpha and weight steps, then evaluation and derivation."""
         from nasbench.data import iterate_batches
-        from nasbench.train import evaluate
 
         if self.epoch >= self.config.epochs:
             raise NasbenchError(f"DARTS already ran its {self.config.epochs} epochs")
@@ -214,9 +213,9 @@ class DartsSearch:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.config.grad_clip)
                 self.w_opt.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
         self.sched.step()
-        val_acc, val_loss = evaluate(self.net, d.val_x, d.val_y, device=dev, mean=d.mean, std=d.std)
+        val_acc, val_loss = self._evaluate_supernet(val_batches)
         genome = self.net.derive()
         report = DartsEpoch(
             epoch=self.epoch, genome=genome, val_accuracy=val_acc, val_loss=val_loss,
@@ -232,6 +231,23 @@ class DartsSearch:
         logger.info("DARTS epoch %d: supernet val acc %.4f, train loss %.4f, %.1fs, derived %s", report.epoch,
                     val_acc, report.train_loss, report.seconds, genome.hash)
         return report
+
+    @torch.no_grad()
+    def _evaluate_supernet(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+        """Accuracy and loss on the validation split with batch statistics (train-mode BN).
+
+        The mixture changes every step, so BN running averages lag behind it; like the DARTS
+        reference code, the supernet is judged with the statistics of the batch itself.
+        """
+        self.net.train()
+        correct = total = 0
+        loss_sum = 0.0
+        for xv, yv in batches:
+            logits = self.net(xv)
+            loss_sum += float(F.cross_entropy(logits, yv, reduction="sum"))
+            correct += int((logits.argmax(1) == yv).sum())
+            total += len(yv)
+        return correct / max(1, total), loss_sum / max(1, total)
 
     def _adapt_latency_weight(self, predicted: float) -> None:
         target = self.config.max_latency_ms
