@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 from nasbench.errors import ConfigError
 from nasbench.objectives import Evaluation
 from nasbench.runner._constraints import Constraints
+from nasbench.runner._executors import Executor, LocalExecutor
 from nasbench.runner._study import StudyRecorder, TrialRecord
 
 if TYPE_CHECKING:
@@ -59,17 +59,19 @@ class SearchSummary:
 def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder, *, budget: int,
                seed: int, on_trial: OnTrial | None = None,
                history: list[TrialRecord] | None = None, constraints: Constraints | None = None,
-               estimate: Estimator | None = None) -> SearchSummary:
+               estimate: Estimator | None = None, executor: Executor | None = None) -> SearchSummary:
     """Run ``strategy`` until the study holds ``budget`` finished trials.
 
     Stored trials are replayed into the strategy first, so re-running the same search
-    resumes it. A genome already evaluated is never paid for twice: its stored result is
-    told again and nothing is recorded. Ctrl-C stops after recording every finished
-    trial (only the trial in flight is lost).
+    resumes it. A genome already evaluated (or in flight) is never paid for twice: its
+    result is told again and nothing is recorded. The executor keeps up to ``slots``
+    evaluations in flight; only this driver writes the study, one trial per finished
+    evaluation. Ctrl-C stops after recording every finished trial (only those in flight
+    are lost).
 
     Args:
         strategy: Proposes genomes (constructed with ``resume_seed(seed, len(history))``).
-        evaluator: ``evaluator(genome, seed) -> Evaluation``.
+        evaluator: ``evaluator(genome, seed) -> Evaluation`` (used by the default local executor).
         recorder: The study.
         budget: Total finished trials wanted in the study.
         seed: Search seed; each trial's training seed derives from it and the genome.
@@ -78,11 +80,15 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
         constraints: Hard bounds; a genome breaking one is told to the strategy as failed
             (``infeasible: ...``), not evaluated, not recorded, and another is drawn.
         estimate: ``estimate(genome) -> {"params", "flops", "latency_ms"}``, needed with constraints.
+        executor: Where evaluations run (default: in this process, one at a time).
     """
     from nasbench.runner._evaluator import trial_seed
 
     if budget < 1:
         raise ConfigError(f"budget must be >= 1, got {budget}")
+    if constraints is not None and constraints.active and estimate is None:
+        raise ConfigError("constraints need an estimator of params/FLOPs/latency")
+    executor = executor if executor is not None else LocalExecutor(evaluator)
     history = recorder.history() if history is None else history
     summary = SearchSummary(recorder.name, budget, resumed=len(history))
     seen: dict[str, Evaluation] = {}
@@ -91,19 +97,23 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
         seen[rec.genome.hash] = rec.evaluation
     if history:
         logger.info("resuming study %s: %d of %d trials done", recorder.name, len(history), budget)
-    if constraints is not None and constraints.active and estimate is None:
-        raise ConfigError("constraints need an estimator of params/FLOPs/latency")
+    in_flight: dict[str, int] = {}  # genome hash -> extra asks of it waiting for its result
     repeats = infeasible = 0
-    try:
-        while summary.finished < budget:
+
+    def next_genome() -> Genome | None:
+        nonlocal repeats, infeasible
+        while True:
             genome = strategy.ask()
-            if genome.hash in seen:
-                strategy.tell(genome, seen[genome.hash])
+            if genome.hash in seen or genome.hash in in_flight:
+                if genome.hash in seen:
+                    strategy.tell(genome, seen[genome.hash])
+                else:
+                    in_flight[genome.hash] += 1
                 repeats += 1
                 if repeats >= MAX_REPEATS:
                     summary.exhausted = True
                     logger.warning("stopping: the strategy proposed only already-evaluated genomes %d times", repeats)
-                    break
+                    return None
                 continue
             repeats = 0
             if constraints is not None and constraints.active:
@@ -116,18 +126,36 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
                                           f"(last: {reason}); loosen the --max-* constraints")
                     continue
                 infeasible = 0
-            started = dt.datetime.now()
-            s = trial_seed(seed, genome)
-            evaluation = evaluator(genome, s)
-            strategy.tell(genome, evaluation)
-            number = recorder.record(genome, evaluation, strategy=strategy.name, started=started,
-                                     extra={"search_seed": seed, "trial_seed": s})
-            seen[genome.hash] = evaluation
-            rec = TrialRecord(number, genome, evaluation)
-            summary.new.append(rec)
-            if on_trial is not None:
-                on_trial(rec, summary.finished)
+            return genome
+
+    try:
+        while summary.finished < budget:
+            while (not summary.exhausted and executor.pending < executor.slots
+                   and summary.finished + executor.pending < budget):
+                genome = next_genome()
+                if genome is None:
+                    break
+                in_flight[genome.hash] = 0
+                executor.submit(genome, trial_seed(seed, genome))
+            if executor.pending == 0:
+                break
+            for done in executor.wait():
+                genome, evaluation = done.genome, done.evaluation
+                strategy.tell(genome, evaluation)
+                for _ in range(in_flight.pop(genome.hash, 0)):
+                    strategy.tell(genome, evaluation)
+                extra = {"search_seed": seed, "trial_seed": done.seed}
+                if done.attempts > 1:
+                    extra["attempts"] = done.attempts
+                number = recorder.record(genome, evaluation, strategy=strategy.name, started=done.started, extra=extra)
+                seen[genome.hash] = evaluation
+                rec = TrialRecord(number, genome, evaluation)
+                summary.new.append(rec)
+                if on_trial is not None:
+                    on_trial(rec, summary.finished)
     except KeyboardInterrupt:
         summary.interrupted = True
         logger.warning("interrupted: %d finished trials are in study %s", summary.finished, recorder.name)
+    finally:
+        executor.shutdown()
     return summary

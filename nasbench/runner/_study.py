@@ -112,14 +112,14 @@ class StudyRecorder:
                                         load_if_exists=True)
         except Exception as exc:
             raise StorageError(f"cannot create study {name!r} in {_redact(self.storage_url)}: {exc}") from None
+        stored = study.user_attrs.get(_META)
+        if stored is None and study.trials:
+            raise StorageError(f"study {name!r} already has trials not made by nasbench; pass --study NEW_NAME")
         have = [d.name.lower() for d in study.directions]
         if have != self.objectives.directions:
             raise StorageError(f"study {name!r} optimizes {have}, not {self.objectives.directions} "
                                f"({self.objectives}); pass --study NEW_NAME")
-        stored = study.user_attrs.get(_META)
         if stored is None:
-            if study.trials:
-                raise StorageError(f"study {name!r} already has trials not made by nasbench; pass --study NEW_NAME")
             study.set_user_attr(_META, self.settings)
             return study
         diffs = [f"{k}: stored {stored.get(k)!r}, asked {v!r}" for k, v in self.settings.items()
