@@ -20,20 +20,25 @@ same in-memory tensors, the same shuffling/augmentation generator and per-channe
 normalization. The warm-up round starts all four variants from identical weights and
 reports how far their final weights drift apart (0 means bit-identical training).
 
-What is timed: the training loop only, images/s = steps * batch_size / seconds.
-  * Plain loop: from just before the first shuffle to after the last optimizer step and a
-    final ``loss.item()``; model/optimizer/scheduler construction is excluded.
-  * nasbench trainer: ``TrainResult.train_seconds`` (which also covers the per-epoch
-    validation pass) minus the evaluation time, measured with a forward pre-hook on the
-    model (first eval-mode forward after training) and the ``on_epoch`` callback (called
-    right after the evaluation). Setup (parameter/FLOP counting, optimizer) is excluded
-    here too; the whole ``train_model`` call is reported as ``call_seconds``.
+What is timed: the training loop only, images/s = steps * batch_size / seconds, measured
+the same way for both loops by ``LoopClock``, a forward pre-hook on the model: a segment
+runs from the first train-mode forward of an epoch to the end of that epoch (the next
+eval-mode forward, i.e. ``train_model``'s validation, or the plain loop's explicit stop
+after its final ``loss.item()``). So model/optimizer construction, FLOP counting,
+validation and the first batch's shuffle/indexing in each epoch are excluded from both.
+(``TrainResult.train_seconds`` is not used: it includes the per-epoch validation.) The
+whole call, setup and validation included, is reported as ``call_seconds``.
+
+``--clock wall`` (default) uses ``time.perf_counter``; ``--clock cpu`` uses the process CPU
+time, which with ``--threads 1`` is almost insensitive to other processes on a shared
+machine (with more threads, OpenMP spin-waits inflate it).
 
 Variants run in rounds, each round in a rotated order (ABCD, BCDA, CDAB, ...), after one
 untimed warm-up round, with a fixed number of torch threads. Prints one JSON object to
 stdout; logs go to stderr.
 
     python experiments/trainer_overhead.py                       # synthetic, ~1.5 min
+    python experiments/trainer_overhead.py --threads 1 --clock cpu --repeats 5  # busy machine
     python experiments/trainer_overhead.py --repeats 5 \\
         --dataset cifar10:../shared/data/cifar10/cifar10_test_jpg.tar.gz
 """

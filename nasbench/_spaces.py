@@ -43,9 +43,11 @@ def load_space(name_or_path: str | Space) -> Space:
         return _cache[key]
     if key.endswith(".py") or "/" in key or Path(key).suffix:
         space = _load_file(Path(key))
+        space.source = str(Path(key).resolve())
     else:
         module = importlib.import_module(SPACES.get(key))
         space = _space_of(module, key)
+        space.source = key
     _cache[key] = space
     return space
 

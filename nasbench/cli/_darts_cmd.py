@@ -54,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("DARTS trains a supernet; it cannot run on --benchmark tables (use --dataset)")
     objectives = Objectives.parse(args.objective)
     space = load_space(args.space or "nb201")
-    epochs = int(args.epochs if args.epochs is not None else 10)
+    epochs = args.epochs if args.epochs is not None else 10
+    if int(epochs) != epochs:
+        raise ConfigError(f"DARTS --epochs must be a whole number, got {epochs:g}")
+    epochs = int(epochs)
     config = DartsConfig(epochs=epochs, batch_size=args.batch_size, w_lr=args.w_lr, w_weight_decay=args.w_weight_decay,
                          alpha_lr=args.alpha_lr, alpha_weight_decay=args.alpha_weight_decay, unrolled=args.unrolled,
                          collapse_guard=args.collapse_guard, aux_skip=args.aux_skip, latency_weight=args.latency_weight,
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     storage = args.storage or DEFAULT_STORAGE
     study_name = args.study or "-".join([space.name, parse_spec(spec)[0], "darts", *objectives.names[1:]])
     settings = {"strategy": "darts", "seed": args.seed, "space_source": args.space or "nb201", "dataset": spec,
-                "limit": args.limit, "darts": {k: v for k, v in vars(config).items()},
+                "limit": args.limit, "darts": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
                 "retrain_epochs": args.retrain_epochs, "latency_profile": args.latency_profile}
     recorder = StudyRecorder(storage, study_name, space, objectives, settings)
     checkpoint = Path(args.checkpoint or Path(".nasbench") / f"{study_name}.darts.pt")

@@ -76,21 +76,11 @@ def _profile(args: argparse.Namespace) -> int:
     with progress:
         profile = profile_space(space, device=device, batch_size=args.batch_size, threads=args.threads,
                                 input_shape=args.input_shape, num_classes=args.num_classes, networks=args.networks,
-                                seed=args.seed, warmup=args.warmup, repeats=args.repeats, progress=update,
-                                space_source=_source(args.space))
+                                seed=args.seed, warmup=args.warmup, repeats=args.repeats, progress=update)
     profile.save(args.out)
     console.print(f"wrote {args.out}: {len(profile.table)} units and {len(profile.networks)} networks of "
                   f"{space.name} on {profile.device_name} (batch {args.batch_size}, {profile.threads} threads)")
     return 0
-
-
-def _source(space: str) -> str:
-    """A built-in name as is; a space file as its absolute path (the profile may move)."""
-    from pathlib import Path
-
-    from nasbench._spaces import list_spaces
-
-    return space if space in list_spaces() else str(Path(space).resolve())
 
 
 def _load(profile_path: str, space: str | None = None):  # noqa: ANN202

@@ -123,8 +123,8 @@ def profile_space(space: Space, *, device: str = "cpu", batch_size: int = 1, thr
                   space_source: str | None = None) -> LatencyProfile:
     """Measure every distinct unit the space can produce, then ``networks`` sampled networks end to end.
 
-    ``space_source`` (a built-in name or a space file path) is recorded so that the CLI can
-    load the space again. Units come from tracing a covering set of genomes (see ``covering_genomes``); each is
+    ``space_source`` (a built-in name or a space file path; default ``space.source``) is
+    recorded so that the CLI can load the space again. Units come from tracing a covering set of genomes (see ``covering_genomes``); each is
     timed alone on ``device``: ``warmup`` calls, then the median of ``repeats`` (CUDA
     synchronized). Threads are fixed so numbers are comparable.
     """
@@ -159,4 +159,5 @@ def profile_space(space: Space, *, device: str = "cpu", batch_size: int = 1, thr
         threads=int(threads or torch.get_num_threads()), batch_size=batch_size, input_shape=tuple(input_shape),
         num_classes=num_classes, torch_version=torch.__version__, created=dt.datetime.now().isoformat(timespec="seconds"),
         warmup=warmup, repeats=repeats, table=table,
-        networks=[{"genome": g.to_json(), "ms": t} for g, t in zip(sample, times)], space_source=space_source)
+        networks=[{"genome": g.to_json(), "ms": t} for g, t in zip(sample, times)],
+        space_source=space_source or space.source)

@@ -73,6 +73,7 @@ def run_darts(search: DartsSearch, recorder: StudyRecorder, objectives: Objectiv
 
     def record(report: DartsEpoch) -> None:
         if report.epoch not in done_epochs:
+            done_epochs.add(report.epoch)
             metrics = _epoch_metrics(search, report)
             started = dt.datetime.now() - dt.timedelta(seconds=report.seconds)
             trials.append(recorder.record(report.genome, Evaluation(objectives.values(metrics), metrics),
@@ -80,6 +81,10 @@ def run_darts(search: DartsSearch, recorder: StudyRecorder, objectives: Objectiv
         if on_epoch is not None:
             on_epoch(report)
 
+    for report in search.history:  # epochs checkpointed by an older run but never recorded
+        if report.epoch not in done_epochs:
+            record(report)
+            done_epochs.add(report.epoch)
     search.run(record, checkpoint=checkpoint)
     final = search.history[-1]
     metrics = _epoch_metrics(search, final)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import os
@@ -102,8 +103,9 @@ class StudyRecorder:
         self.storage_url = storage
         self.space = space
         self.objectives = objectives
-        self.settings = {"space": space.name, "space_hash": space.hash, "objectives": list(objectives.names),
-                         **settings}
+        # Through JSON once, so what is compared on resume is what the storage gives back (tuples -> lists).
+        self.settings = json.loads(json.dumps({"space": space.name, "space_hash": space.hash,
+                                               "objectives": list(objectives.names), **settings}))
         self.study = self._create_or_resume(open_storage(storage), study_name)
 
     def _create_or_resume(self, storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:

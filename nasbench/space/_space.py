@@ -52,6 +52,8 @@ class Space:
         if len(self._by_label) != len(self.decisions):
             raise SpaceError(f"space {name!r} has two decisions with the same label")
         self.groups: tuple[str, ...] = tuple(dict.fromkeys(d.group for d in self.decisions))
+        #: Where ``nasbench.load_space`` found it: a built-in name or a space file's absolute path.
+        self.source: str | None = None
         self._hash: str | None = None
 
     # -- what subclasses provide ------------------------------------------------------------

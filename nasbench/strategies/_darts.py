@@ -52,6 +52,8 @@ class DartsConfig:
     max_latency_ms: float | None = None
 
     def __post_init__(self) -> None:
+        if int(self.epochs) != self.epochs:
+            raise ConfigError(f"DARTS epochs must be a whole number, got {self.epochs}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"DARTS needs epochs >= 1 and batch size >= 1, got {self.epochs}, {self.batch_size}")
         if self.collapse_guard not in COLLAPSE_GUARDS:
@@ -264,10 +266,10 @@ class DartsSearch:
         out = []
         while self.epoch < self.config.epochs:
             report = self.train_epoch()
+            if on_epoch is not None:  # record first: a crash before the checkpoint redoes the epoch
+                on_epoch(report)
             if checkpoint is not None:
                 self.save(checkpoint)
-            if on_epoch is not None:
-                on_epoch(report)
             out.append(report)
         return out
 

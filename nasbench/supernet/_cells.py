@@ -38,7 +38,10 @@ class MixedOp(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_skip: float = 0.0) -> torch.Tensor:
         """Weighted sum of the live candidates' outputs (``weights``: one per candidate)."""
-        out = sum(weights[i] * self.ops[i](x) for i in self.live)
+        if not self.live:  # every candidate is a zero op
+            out = self.ops[0](x)
+        else:
+            out = sum(weights[i] * self.ops[i](x) for i in self.live)
         if aux_skip and self.stride == 1:
             out = out + aux_skip * x
         return out

@@ -40,7 +40,7 @@ class CellSupernet(nn.Module):
         self.candidates: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
         for cell in space.cells:
             cands = [(v, op, dict(p)) for v, op, p in cell.ops]
-            if cell.inputs == 2 and not any(op == "zero" for _, op, _ in cands):
+            if cell.inputs == 2 and not any(op == "zero" or v == "none" for v, op, _ in cands):
                 cands.append(("none", "zero", {}))
             self.candidates[cell.name] = cands
         self.edges = {c.name: ([(i, j) for j in range(1, c.nodes) for i in range(j)] if c.inputs == 1 else
