@@ -39,11 +39,15 @@ def load_space(name_or_path: str | Space) -> Space:
     if isinstance(name_or_path, Space):
         return name_or_path
     key = str(name_or_path)
+    is_file = key.endswith(".py") or "/" in key or bool(Path(key).suffix)
+    if is_file:  # cache by absolute path and modification time: an edited file is loaded again
+        path = Path(key).resolve()
+        key = f"{path}@{path.stat().st_mtime_ns if path.is_file() else 0}"
     if key in _cache:
         return _cache[key]
-    if key.endswith(".py") or "/" in key or Path(key).suffix:
-        space = _load_file(Path(key))
-        space.source = str(Path(key).resolve())
+    if is_file:
+        space = _load_file(Path(name_or_path))
+        space.source = str(path)
     else:
         module = importlib.import_module(SPACES.get(key))
         space = _space_of(module, key)

@@ -98,7 +98,7 @@ def test_macro_space_with_additive_latency() -> None:
     ms *= noise.normal(1.0, 0.01, len(ms))
     pred = FittedLatencyPredictor(space).fit(genomes[:100], ms[:100])
     assert accuracy_report(pred.predict(genomes[100:]), ms[100:])["within_10pct"] >= 0.97
-    assert pred.selected_["onehot_scale"] > 0  # per-block costs differ by position: one-hots are needed
+    assert pred.selected_["onehot"] > 0  # per-block costs differ by position: one-hots are needed
 
 
 def test_extra_feature_carries_what_the_decisions_cannot() -> None:
@@ -159,5 +159,7 @@ def test_fit_rejects_bad_input() -> None:
         assert isinstance(err.value, ValueError) and "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="not fitted"):
         pred.predict(genomes)
-    with pytest.raises(ConfigError, match="onehot_scales"):
+    with pytest.raises(ConfigError, match="alphas"):
         FittedLatencyPredictor(space, alphas=())
+    with pytest.raises(ConfigError, match="candidates"):
+        FittedLatencyPredictor(space, candidates=[{"onehot": 1.0}])

@@ -65,6 +65,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--study", default=None, help="study name (default SPACE-DATASET-STRATEGY[-OBJECTIVES]); same name resumes")
     g.add_argument("--out", default="best.json", help="where to write the best architecture (default best.json)")
     g.add_argument("--top", type=positive_int, default=5, help="rows of the closing table")
+    g = p.add_argument_group("execution (not stored with the study: a search may resume on another executor)")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: one trial at a time in this process (default); ray: parallel trials on Ray")
+    g.add_argument("--address", default=None,
+                   help="with ray: auto | HOST:PORT of a running Ray cluster (default: start Ray on this machine)")
+    g.add_argument("--workers", type=positive_int, default=None, help="with ray: trials at once (default 2)")
+    g.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="with ray: CPUs, and torch threads, per trial (default 1)")
+    g.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="with ray: GPUs per trial; 0.5 puts two trials on a GPU (default 0)")
+    g.add_argument("--max-retries", type=int, default=None,
+                   help="with ray: re-runs of a trial whose worker died before it counts as failed (default 2)")
     _darts_cmd.add_arguments(p)
     p.set_defaults(handler=_search)
 
@@ -121,6 +133,24 @@ def _evaluator(args: argparse.Namespace, space: Any, objectives: Any) -> tuple[A
     return ev, parse_spec(spec)[0], settings, text
 
 
+def _executor(args: argparse.Namespace, evaluator: Any) -> Any:
+    """The executor of ``--executor`` (None: the local default); a Ray executor is started here."""
+    from nasbench.errors import ConfigError
+
+    flags = {"address": args.address, "workers": args.workers, "cpus_per_trial": args.cpus_per_trial,
+             "gpus_per_trial": args.gpus_per_trial, "max_retries": args.max_retries}
+    given = {k: v for k, v in flags.items() if v is not None}
+    if args.executor == "local":
+        if given:
+            raise ConfigError(f"--{next(iter(given)).replace('_', '-')} needs --executor ray")
+        return None
+    from nasbench.runner import RayExecutor
+
+    executor = RayExecutor(evaluator, **given)
+    executor.start()
+    return executor
+
+
 def _search(args: argparse.Namespace) -> int:
     from nasbench._spaces import load_space
     from nasbench.objectives import Objectives
@@ -150,6 +180,7 @@ def _search(args: argparse.Namespace) -> int:
     evaluator, dataset_name, eval_settings, described = _evaluator(args, space, objectives)
     options = _strategy_options(args)
     create_strategy(args.strategy, space, objectives, args.seed, **options)  # refuses e.g. nsga2 with one objective
+    executor = _executor(args, evaluator)  # Ray starts (or fails) before the study is touched
 
     storage = args.storage or DEFAULT_STORAGE
     study_name = args.study or "-".join([space.name, dataset_name, args.strategy, *objectives.names[1:]])
@@ -178,7 +209,8 @@ def _search(args: argparse.Namespace) -> int:
 
         summary = run_search(strategy, evaluator, recorder, budget=args.budget, seed=args.seed, on_trial=on_trial,
                              history=history, constraints=constraints,
-                             estimate=lambda g: evaluator.estimate(g, with_latency=constraints.needs_latency))
+                             estimate=lambda g: evaluator.estimate(g, with_latency=constraints.needs_latency),
+                             executor=executor)
 
     if objectives.multi:
         shown = pareto_trials(recorder.study)[: max(args.top, 10)]

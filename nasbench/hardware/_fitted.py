@@ -9,15 +9,15 @@ how many ops are *live* in cell spaces (on a path from an input to the output, s
 graph compilers that prune dead ops are modelled too), one-hot decisions for position
 effects, and any extra numeric features the caller has (FLOPs, params, a lookup-table
 sum). It is fitted for relative error (weights 1/measured²) because accuracy is judged as
-a share within ±10%. Ridge strength and the weight of the one-hot block are chosen by
-exact (closed-form) leave-one-out cross-validation, so there is nothing to tune and
+a share within ±10%. Ridge strength and which of the live and one-hot blocks to use are
+chosen by exact (closed-form) leave-one-out cross-validation, so there is nothing to tune and
 nothing random. ``experiments/latency_transfer.py`` compares it with other models.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,11 +31,16 @@ __all__ = ["FittedLatencyPredictor", "LatencyFeatures", "accuracy_report"]
 
 logger = logging.getLogger(__name__)
 
-#: Candidate weights of the one-hot block (0 = op counts only); picked by leave-one-out.
-ONEHOT_SCALES = (0.0, 0.25, 1.0)
-#: Candidate ridge strengths; picked by leave-one-out.
+#: Candidate weights of the ``live`` and ``onehot`` feature blocks, simplest first (counts
+#: and extra features always weigh 1; a larger weight makes a block cheaper for the ridge).
+CANDIDATES: tuple[dict[str, float], ...] = (
+    {"live": 0.0, "onehot": 0.0}, {"live": 1.0, "onehot": 0.0},
+    {"live": 0.0, "onehot": 0.25}, {"live": 1.0, "onehot": 0.25},
+    {"live": 0.0, "onehot": 1.0}, {"live": 1.0, "onehot": 1.0},
+)
+#: Candidate ridge strengths, for latencies in units of their median.
 ALPHAS = tuple(float(a) for a in np.logspace(-6, 3, 19))
-#: A larger one-hot weight must cut the leave-one-out error by more than this share.
+#: A later candidate must cut the leave-one-out error by more than this share to be chosen.
 PARSIMONY = 0.05
 
 
@@ -125,28 +130,35 @@ class FittedLatencyPredictor:
 
     Args:
         space: The space of the genomes.
-        onehot_scales: Candidate weights of the one-hot block (larger = cheaper to use).
-        alphas: Candidate ridge strengths.
+        candidates: Weights of the ``live`` and ``onehot`` blocks to choose from, simplest
+            first (see ``CANDIDATES``); a later one is taken only when its leave-one-out
+            error is more than ``PARSIMONY`` (5%) lower, as leave-one-out on a few dozen
+            networks is itself noisy.
+        alphas: Ridge strengths to choose from (latencies in units of their median).
 
     Example:
         >>> pred = FittedLatencyPredictor(space).fit(genomes[:50], ms[:50])  # doctest: +SKIP
         >>> accuracy_report(pred.predict(genomes[50:]), ms[50:])["within_10pct"]  # doctest: +SKIP
     """
 
-    def __init__(self, space: Space, *, onehot_scales: Sequence[float] = ONEHOT_SCALES,
+    def __init__(self, space: Space, *, candidates: Sequence[Mapping[str, float]] = CANDIDATES,
                  alphas: Sequence[float] = ALPHAS) -> None:
-        if not onehot_scales or min(onehot_scales) < 0 or not alphas or min(alphas) <= 0:
-            raise ConfigError("onehot_scales must be >= 0 and alphas > 0, each at least one value")
+        if not candidates or any(set(c) != {"live", "onehot"} or min(c.values()) < 0 for c in candidates):
+            raise ConfigError("candidates must be dicts {'live': w, 'onehot': w} with weights >= 0, at least one")
+        if not alphas or min(alphas) <= 0:
+            raise ConfigError("alphas must be ridge strengths > 0, at least one")
         self.space = space
         self.features = LatencyFeatures(space)
-        self.onehot_scales = tuple(float(s) for s in onehot_scales)
+        has_live = self.features.blocks["live"].stop > self.features.blocks["live"].start
+        weights = [(float(c["live"]) if has_live else 0.0, float(c["onehot"])) for c in candidates]
+        self.candidates = [{"live": w[0], "onehot": w[1]} for w in dict.fromkeys(weights)]
         self.alphas = tuple(float(a) for a in alphas)
         self.selected_: dict[str, float] = {}
         self._coef: np.ndarray | None = None
         self._intercept = 0.0
         self._extra_rms: np.ndarray | None = None
         self._floor = 0.0
-        self._selected_scale = 0.0
+        self._weights = self.candidates[0]
 
     # -- genome level -------------------------------------------------------------------------
     def feature_matrix(self, genomes: Sequence[Genome], extra: Any = None) -> np.ndarray:
@@ -192,20 +204,18 @@ class FittedLatencyPredictor:
         yn = y / unit
         weight = 1.0 / np.maximum(yn, 0.1) ** 2
         fits = []
-        for scale in sorted(self.onehot_scales):
-            model = RidgeCV(alphas=np.array(self.alphas)).fit(self._scaled(x, scale), yn, sample_weight=weight)
-            fits.append((float(np.sqrt(max(-model.best_score_, 0.0))), scale, model))
-        # Parsimony: the smallest one-hot weight whose leave-one-out error is within
-        # PARSIMONY of the best (position one-hots are noise on spaces where an op costs the
-        # same wherever it sits, and leave-one-out on a few dozen networks is itself noisy).
+        for weights in self.candidates:
+            model = RidgeCV(alphas=np.array(self.alphas)).fit(self._scaled(x, weights), yn, sample_weight=weight)
+            fits.append((float(np.sqrt(max(-model.best_score_, 0.0))), weights, model))
+        # Parsimony: the first (simplest) candidate within PARSIMONY of the best; e.g.
+        # position one-hots are noise where an op costs the same wherever it sits.
         best = min(f[0] for f in fits)
-        loo, scale, model = next(f for f in fits if f[0] <= best * (1.0 + PARSIMONY))
+        loo, self._weights, model = next(f for f in fits if f[0] <= best * (1.0 + PARSIMONY))
         self._coef = unit * np.asarray(model.coef_, dtype=float)
         self._intercept = unit * float(model.intercept_)
         self._floor = 0.5 * float(y.min())
-        self.selected_ = {"alpha": float(model.alpha_), "onehot_scale": scale,
-                          "loo_rms_relative_error": loo}
-        self._selected_scale = scale
+        self.selected_ = {"alpha": float(model.alpha_), "live": self._weights["live"],
+                          "onehot": self._weights["onehot"], "loo_rms_relative_error": loo}
         logger.info("fitted latency predictor on %d networks: %s", len(y), self.selected_)
         return self
 
@@ -214,13 +224,14 @@ class FittedLatencyPredictor:
         if self._coef is None:
             raise ConfigError("the latency predictor is not fitted; call fit(genomes, latencies_ms) first")
         x = self._check_matrix(x, fitting=False)
-        pred = self._scaled(x, self._selected_scale) @ self._coef + self._intercept
+        pred = self._scaled(x, self._weights) @ self._coef + self._intercept
         return np.maximum(pred, self._floor)
 
     # -- internals ----------------------------------------------------------------------------
-    def _scaled(self, x: np.ndarray, scale: float) -> np.ndarray:
+    def _scaled(self, x: np.ndarray, weights: Mapping[str, float]) -> np.ndarray:
         out = np.array(x, dtype=float)
-        out[:, self.features.blocks["onehot"]] *= scale
+        for block, w in weights.items():
+            out[:, self.features.blocks[block]] *= w
         n_extra = len(self._extra_rms) if self._extra_rms is not None else 0
         if n_extra:
             out[:, out.shape[1] - n_extra:] /= self._extra_rms

@@ -7,6 +7,7 @@ from nasbench.runner._evaluator import TrainingEvaluator, trial_seed
 from nasbench.runner._executors import Executor, Finished, LocalExecutor
 from nasbench.runner._loop import SearchSummary, resume_seed, run_search
 from nasbench.runner._ranking import best_trial, pareto_trials, top_trials
+from nasbench.runner._ray import RayExecutor
 from nasbench.runner._study import (
     DEFAULT_STORAGE,
     StudyRecorder,
@@ -16,6 +17,6 @@ from nasbench.runner._study import (
 )
 
 __all__ = [
-    "Constraints", "DEFAULT_STORAGE", "Executor", "Finished", "LocalExecutor", "SearchSummary", "StudyRecorder", "TrainingEvaluator", "TrialRecord", "best_trial",
+    "Constraints", "DEFAULT_STORAGE", "Executor", "Finished", "LocalExecutor", "RayExecutor", "SearchSummary", "StudyRecorder", "TrainingEvaluator", "TrialRecord", "best_trial",
     "open_storage", "open_study", "pareto_trials", "resume_seed", "run_search", "top_trials", "trial_seed",
 ]

@@ -169,10 +169,18 @@ class RayExecutor(Executor):
         if address == "auto":
             address = _auto_address()
             _check_reachable(address, self.init_timeout)
+        # Something may listen there without being Ray: cap Ray's ~1 s connect attempts (20 by default).
+        wait = "RAY_gcs_server_port_wait_time_s"
+        before = os.environ.get(wait)
+        os.environ.setdefault(wait, str(math.ceil(self.init_timeout)))
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}") from exc
+            raise ConfigError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}; "
+                              "is it the head node's GCS port (6379 by default)?") from exc
+        finally:
+            if before is None:
+                os.environ.pop(wait, None)
         logger.info("joined the Ray cluster at %s", address)
 
     def _check_fits(self, ray: Any) -> None:

@@ -1,0 +1,195 @@
+"""Throughput of the Ray executor with 1 and 2 workers, and its per-trial overhead against the local one.
+
+Every trial runs through the real search loop (``run_search``: random strategy on the nb201
+space, each trial recorded in an SQLite study) with a synthetic evaluator that does real
+CPU work, not a sleep: float32 matrix products (256x256) with ONE torch thread, a fixed
+number of them per trial. The count is calibrated once at start-up so a trial takes
+about ``--long`` (10 s) or ``--short`` (1 s) alone on this machine. Fixed work rather than a
+deadline, so that two trials fighting for the same cores show up as slower trials (a
+sleep would scale perfectly on any machine and measure nothing).
+
+Measured, all in one run, one after another on one local Ray (``num_cpus=2``, started once
+by this script and timed separately, as are the workers' first start-up):
+
+- ``local``: ``LocalExecutor`` (in-process, one trial at a time) on the same trials;
+- ``ray1`` / ``ray2``: ``RayExecutor(workers=1|2, cpus_per_trial=1)``;
+- per duration: wall seconds, trials/hour, the evaluator's own work seconds (timed inside
+  the trial), the trials' share of a core while working (CPU s / wall s: 1.0 = a core of its
+  own, ~0.5 = sharing with another busy process), speedups ray2/ray1 and ray2/local;
+- per-trial overhead of Ray against local two ways: ``(wall_ray1 - wall_local) / n``, and
+  ``(wall - work) / n`` of each run (less sensitive to load changing between runs);
+  plus no-op trials (no work at all), which isolate the dispatch cost.
+
+Targets (from the issue): ray2/ray1 >= 1.8 on the 10 s trials; overhead <= 0.5 s per trial.
+The load average before and after is in the JSON: on a shared machine the numbers suffer.
+
+    python experiments/ray_scaling.py                 # ~3 min on an idle 2-core machine
+    python experiments/ray_scaling.py --quick         # 2 s / 0.5 s trials, fewer of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "experiments" / "results" / "ray_scaling.json"
+SIZE = 256  # matrix side of one unit of work
+
+
+class BusyEvaluator:
+    """``evaluator(genome, seed)``: ``units`` matrix products on one thread; reports the work's seconds.
+
+    Defined in ``__main__``, so Ray pickles it by value: workers need not import this script.
+    """
+
+    def __init__(self, units: int) -> None:
+        self.units = units
+
+    def __call__(self, genome: Any, seed: int) -> Any:
+        import torch
+
+        from nasbench.objectives import Evaluation
+
+        torch.set_num_threads(1)  # the local executor too: one trial, one core
+        t0, c0 = time.perf_counter(), time.process_time()
+        g = torch.Generator().manual_seed(seed)
+        a = torch.rand(SIZE, SIZE, generator=g)
+        b = torch.rand(SIZE, SIZE, generator=g)
+        for _ in range(self.units):
+            a = torch.tanh(a @ b)
+        work, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return Evaluation((float(a.mean()),), {"val_accuracy": float(a.mean()), "work_s": work, "work_cpu_s": cpu,
+                                               "seed": seed})
+
+
+def calibrate(seconds: float = 1.5) -> float:
+    """Units of work per second on one thread, here and now."""
+    torch.set_num_threads(1)
+    BusyEvaluator(20)(None, 0)  # warm-up
+    units = 50
+    while True:
+        t0 = time.perf_counter()
+        BusyEvaluator(units)(None, 0)
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return units / dt
+        units *= 2
+
+
+def run(executor_kind: str, workers: int, units: int, n: int, folder: Path, tag: str) -> dict[str, Any]:
+    """One search of ``n`` trials; wall time and the trials' own work."""
+    from nasbench._spaces import load_space
+    from nasbench.objectives import Objectives
+    from nasbench.runner import RayExecutor, StudyRecorder, run_search
+    from nasbench.strategies import RandomStrategy
+
+    space, acc = load_space("nb201"), Objectives.parse("accuracy")
+    evaluator = BusyEvaluator(units)
+    recorder = StudyRecorder(f"sqlite:///{folder / 'scaling.db'}", tag, space, acc, {"strategy": "random"})
+    recorder.history()
+    executor = RayExecutor(evaluator, workers=workers, cpus_per_trial=1) if executor_kind == "ray" else None
+    if executor is not None:
+        executor.start()  # joins the running Ray and ships the evaluator; not part of a trial's cost
+    t0 = time.perf_counter()
+    summary = run_search(RandomStrategy(space, acc, seed=0), evaluator, recorder, budget=n, seed=0, executor=executor)
+    wall = time.perf_counter() - t0
+    works = [r.evaluation.metrics["work_s"] for r in summary.new]
+    cpus = [r.evaluation.metrics["work_cpu_s"] for r in summary.new]
+    assert len(works) == n and all(r.evaluation.ok for r in summary.new), "every trial must complete"
+    out = {"executor": executor_kind, "workers": workers, "trials": n, "wall_s": round(wall, 3),
+           "trials_per_hour": round(n / wall * 3600, 1), "work_s_total": round(sum(works), 3),
+           "work_s_mean": round(sum(works) / n, 3),
+           "core_share": round(sum(cpus) / sum(works), 3) if sum(works) > 0.05 else None}
+    logging.info("%s: %s", tag, out)
+    return out
+
+
+def scenario(name: str, seconds: float, n: int, rate: float, folder: Path) -> dict[str, Any]:
+    """local, ray1 and ray2 on ``n`` trials of about ``seconds`` each."""
+    units = max(1, round(seconds * rate)) if seconds > 0 else 0
+    local = run("local", 1, units, n, folder, f"{name}-local")
+    ray1 = run("ray", 1, units, n, folder, f"{name}-ray1")
+    ray2 = run("ray", 2, units, n, folder, f"{name}-ray2")
+    per_trial = {k: round((r["wall_s"] - r["work_s_total"] / r["workers"]) / n, 4)
+                 for k, r in (("local", local), ("ray1", ray1), ("ray2", ray2))}
+    return {
+        "target_trial_s": seconds, "units_per_trial": units, "local": local, "ray1": ray1, "ray2": ray2,
+        "speedup_ray2_over_ray1": round(ray1["wall_s"] / ray2["wall_s"], 3),
+        "speedup_ray2_over_local": round(local["wall_s"] / ray2["wall_s"], 3),
+        "ray1_overhead_vs_local_s_per_trial": round((ray1["wall_s"] - local["wall_s"]) / n, 4),
+        "wall_minus_work_s_per_trial": per_trial,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--long", type=float, default=10.0, help="seconds of a long trial (default 10)")
+    ap.add_argument("--short", type=float, default=1.0, help="seconds of a short trial (default 1)")
+    ap.add_argument("--n-long", type=int, default=4, help="long trials per run (default 4)")
+    ap.add_argument("--n-short", type=int, default=12, help="short trials per run (default 12)")
+    ap.add_argument("--n-noop", type=int, default=20, help="no-op trials per run (default 20)")
+    ap.add_argument("--quick", action="store_true", help="2 s and 0.5 s trials, 4 and 8 of them")
+    ap.add_argument("--out", type=Path, default=None, help=f"JSON path (default {DEFAULT_OUT.relative_to(REPO)})")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.long, args.short, args.n_long, args.n_short, args.n_noop = 2.0, 0.5, 4, 8, 10
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    for name in ("optuna", "nasbench"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance
+    load_before = os.getloadavg()
+    import ray
+
+    rate = calibrate()
+    logging.info("calibrated: %.1f units/s on one thread", rate)
+    t0 = time.perf_counter()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    ray_start = time.perf_counter() - t0
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            t0 = time.perf_counter()
+            run("ray", 2, 0, 2, folder, "warmup")  # starts both workers, imports torch there
+            warmup = time.perf_counter() - t0
+            noop = scenario("noop", 0.0, args.n_noop, rate, folder)
+            short = scenario("short", args.short, args.n_short, rate, folder)
+            long = scenario("long", args.long, args.n_long, rate, folder)
+    finally:
+        ray.shutdown()
+    report = {
+        "experiment": "ray_scaling",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+                    "ray": ray.__version__, "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "work": f"{SIZE}x{SIZE} float32 matmul+tanh per unit, one torch thread per trial",
+        "calibrated_units_per_s": round(rate, 2),
+        "ray_init_s": round(ray_start, 2), "first_trials_warmup_s": round(warmup, 2),
+        "long": long, "short": short, "noop": noop,
+        "targets": {"speedup_ray2_over_ray1_long": {"target": ">= 1.8", "got": long["speedup_ray2_over_ray1"]},
+                    "overhead_s_per_trial": {"target": "<= 0.5",
+                                             "got_short": short["ray1_overhead_vs_local_s_per_trial"],
+                                             "got_noop": noop["ray1_overhead_vs_local_s_per_trial"]}},
+    }
+    text = json.dumps(report, indent=1)
+    out = args.out or DEFAULT_OUT.with_name("ray_scaling_quick.json" if args.quick else DEFAULT_OUT.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
