@@ -142,6 +142,9 @@ def annotate(run: dict[str, Any], bench: NB201, all_c10: np.ndarray) -> dict[str
                     "supernet_val_accuracy": final["supernet_val_accuracy"],
                     "collapsed": counts["skip"] + counts["none"] >= COLLAPSE_EDGES
                     or 100 * q["cifar10"]["test_accuracy"] < COLLAPSE_ACC}
+    probs = np.sort(np.asarray(final["probabilities"]), axis=1)
+    run["final"]["max_probability"] = round(float(probs[:, -1].max()), 4)  # uniform: 0.2
+    run["final"]["mean_argmax_margin"] = round(float((probs[:, -1] - probs[:, -2]).mean()), 4)
     run["final"]["c10_test_percentile"] = round(100 * float(np.mean(all_c10 < run["final"]["test"]["cifar10"])), 1)
     return run
 
@@ -209,7 +212,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {name} | | | {ref.get('cifar10', '–')} | {ref.get('cifar100', '–')} | "
                      f"{ref.get('imagenet16', '–')} | | | |")
     lines += ["", "| guard | epochs | seed | final cell | skip / none / conv / pool | C10 test % | percentile | "
-              "C10 test % by epoch |", "|---|---|---|---|---|---|---|---|"]
+              "max p / margin | C10 test % by epoch |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         f, st = r["final"], r["settings"]
         c = f["counts"]
@@ -217,7 +220,8 @@ def markdown(result: dict[str, Any]) -> str:
         arch = f["arch"].replace("|", "\\|")  # a pipe in a table cell, even in code, needs escaping
         lines.append(f"| {st['guard']} | {st['epochs']} | {st['seed']} | `{arch}` | "
                      f"{c['skip']} / {c['none']} / {c['conv']} / {c['pool']} | {f['test']['cifar10']:.2f} | "
-                     f"{f['c10_test_percentile']} | {traj} |")
+                     f"{f['c10_test_percentile']} | {f['max_probability']:.3f} / {f['mean_argmax_margin']:.3f} | "
+                     f"{traj} |")
     return "\n".join(lines)
 
 
@@ -281,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 new[r["key"]] = r
     bench = NB201(acc_csv)
     all_c10 = pd.read_csv(acc_csv, usecols=["c10_test_acc_200ep_mean"])["c10_test_acc_200ep_mean"].to_numpy()
-    runs = [annotate(new[t["key"]], bench, all_c10) if t["key"] in new else old[t["key"]] for t in tasks]
+    runs = [annotate(new[t["key"]] if t["key"] in new else old[t["key"]], bench, all_c10) for t in tasks]
     result = {
         "config": {"guards": a.guards, "seeds": a.seeds, "epochs": a.epochs, "limit": a.limit,
                    "batch_size": a.batch_size, "C": a.C, "N": a.N, "workers": a.workers, "threads": a.threads,

@@ -32,13 +32,6 @@ needs_data = pytest.mark.skipif(not (ACC_CSV.is_file() and LAT_CSV.is_file()),
 PREFIX = {"cifar10": "c10", "cifar100": "c100", "imagenet16": "in16"}
 
 
-@pytest.fixture(autouse=True)
-def _quiet_optuna():
-    old = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(old)
-
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():

@@ -6,7 +6,6 @@ import math
 import shutil
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -22,13 +21,6 @@ ACC_LAT = Objectives.parse("accuracy,latency")
 #: Below the params of any cell with a 3x3 conv (73,498 skeleton + 243,040 per 3x3 conv edge).
 MAX_PARAMS = 300_000
 
-
-@pytest.fixture(autouse=True)
-def _quiet_optuna():
-    old = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(old)
 
 
 @pytest.fixture(scope="module")

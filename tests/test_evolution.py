@@ -8,7 +8,6 @@ import random
 import statistics
 from pathlib import Path
 
-import optuna
 import pytest
 
 from nasbench._spaces import load_space
@@ -22,13 +21,6 @@ ACC_PARAMS = Objectives.parse("accuracy,params")
 FAILED = Evaluation(None, {}, failure="out of memory")
 NB201_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb201"
 
-
-@pytest.fixture(autouse=True)
-def _quiet_optuna():
-    old = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(old)
 
 
 @pytest.fixture(scope="module")

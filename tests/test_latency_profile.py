@@ -63,13 +63,6 @@ SPACE = MacroSpace(
 """
 
 
-@pytest.fixture(autouse=True)
-def _quiet_optuna():
-    old = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(old)
-
 
 @pytest.fixture(scope="module")
 def lat_profile(one_torch_thread) -> LatencyProfile:  # noqa: ANN001

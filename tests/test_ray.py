@@ -56,13 +56,6 @@ def instant(genome, seed):  # noqa: ANN001, ANN201 - never run: executors that f
     return Evaluation((0.5,), {"val_accuracy": 0.5})
 
 
-@pytest.fixture(autouse=True)
-def _quiet_optuna():
-    old = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(old)
-
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):

@@ -31,13 +31,6 @@ ACC = Objectives.parse("accuracy")
 SETTINGS = {"strategy": "random", "dataset": "fake", "epochs": 1.0}
 
 
-@pytest.fixture(autouse=True)
-def _quiet_optuna():
-    old = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(old)
-
 
 @pytest.fixture(scope="module")
 def space():

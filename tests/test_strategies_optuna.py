@@ -22,13 +22,6 @@ ACC_PARAMS = Objectives.parse("accuracy,params")
 CASES = [("random", ACC), ("tpe", ACC), ("nsga2", ACC_PARAMS)]
 
 
-@pytest.fixture(autouse=True)
-def _quiet_optuna():
-    old = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(old)
-
 
 def toy_score(genome) -> float:  # noqa: ANN001
     """A deterministic 'accuracy' in [0, 1] from a genome: share of decisions at their first value."""
