@@ -24,9 +24,9 @@ Runs already in ``--out`` with identical settings are reused (``--fresh`` redoes
 adding an epoch count only trains the new runs. Prints one JSON object to stdout (written
 to ``--out`` too) and a markdown table to stderr.
 
-    python experiments/darts_nb201.py                 # 2 guards x 3 seeds x 12 epochs, ~20 min
+    python experiments/darts_nb201.py                 # 2 guards x 3 seeds x 12 epochs, ~17 min
     python experiments/darts_nb201.py --epochs 12 36  # adds a 36-epoch setting, reuses the 12
-    python experiments/darts_nb201.py --quick         # 1 seed, 2 epochs, 200 images: < 2 min
+    python experiments/darts_nb201.py --quick         # 1 seed, 2 epochs, 200 images: < 1 min
 """
 
 from __future__ import annotations
