@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 try:
@@ -59,7 +60,7 @@ except ImportError:  # run from a checkout without installing
 from nasbench._spaces import load_space  # noqa: E402
 from nasbench.benchmarks import NB201  # noqa: E402
 from nasbench.errors import DataError, NasbenchError  # noqa: E402
-from nasbench.hardware._fitted import FittedLatencyPredictor, accuracy_report  # noqa: E402
+from nasbench.hardware import FittedLatencyPredictor, accuracy_report  # noqa: E402
 
 logger = logging.getLogger("latency_transfer")
 
@@ -161,7 +162,7 @@ def ceiling(x: np.ndarray, flops: np.ndarray, y: np.ndarray) -> dict[str, float]
 
 
 def run_experiment(folder: Path, ks: Sequence[int], seeds: int, devices: Sequence[str] | None,
-                   ablation: bool, with_ceiling: bool) -> dict[str, Any]:
+                   ablation: bool, with_ceiling: bool, threads: int | None = None) -> dict[str, Any]:
     """Every method x device x k x seed; means over seeds and a summary."""
     t0 = time.perf_counter()
     genomes, all_devices, lat, flops = load_table(folder)
@@ -180,6 +181,7 @@ def run_experiment(folder: Path, ks: Sequence[int], seeds: int, devices: Sequenc
     logger.info("%d architectures, %d devices, k=%s, %d seeds, methods %s (features %.0f s)",
                 n, len(chosen), list(ks), seeds, list(methods), time.perf_counter() - t0)
     per_device: dict[str, Any] = {}
+    seconds = dict.fromkeys(methods, 0.0)
     for dev in chosen:
         y_all = lat[:, all_devices.index(dev)]
         entry: dict[str, Any] = {
@@ -199,7 +201,9 @@ def run_experiment(folder: Path, ks: Sequence[int], seeds: int, devices: Sequenc
                 for s in range(seeds):
                     perm = splits[(k, s)]
                     tr, te = perm[:k], perm[k:]
+                    t = time.perf_counter()
                     pred = method(tr, y_all[tr], te)
+                    seconds[name] += time.perf_counter() - t
                     reps.append(accuracy_report(pred, y_all[te]))
                     if name == "fitted" and k == TARGET_K:
                         ok = np.abs(pred - y_all[te]) <= 0.1 * y_all[te] + 1e-12
@@ -212,12 +216,15 @@ def run_experiment(folder: Path, ks: Sequence[int], seeds: int, devices: Sequenc
         if TARGET_K in ks:
             entry["fitted_k100_within_10pct_by_range"] = {key: _mean(v) for key, v in split_rows.items()}
         if with_ceiling:
+            t = time.perf_counter()
             entry["ceiling"] = ceiling(x, flops, y_all)
+            seconds["ceiling"] = seconds.get("ceiling", 0.0) + time.perf_counter() - t
         per_device[dev] = entry
         r = entry["results"]["fitted"]
         logger.info("%-15s fitted within ±10%%: %s", dev, "  ".join(f"k={k} {r[str(k)]['within_10pct']:.3f}" for k in ks))
     report = {
         "config": {"data": str(folder), "ks": list(ks), "seeds": seeds, "devices": chosen,
+                   "threads": threads,
                    "methods": list(methods), "architectures": n, "ceiling": with_ceiling,
                    "target": f">= {TARGET_SHARE:.0%} within ±10% at k={TARGET_K} on >= {TARGET_DEVICES} devices",
                    "versions": {"nasbench": nasbench.__version__, "python": platform.python_version(),
@@ -226,6 +233,7 @@ def run_experiment(folder: Path, ks: Sequence[int], seeds: int, devices: Sequenc
     }
     report["summary"] = summarize(report)
     report["config"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    report["config"]["fit_predict_seconds"] = {m: round(v, 1) for m, v in seconds.items()}
     return report
 
 
@@ -300,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--ablation", action="store_true",
                     help="also fitted without live ops / with FLOPs, gradient boosting, a Gaussian process")
     ap.add_argument("--ceiling", action="store_true", help="also gradient boosting on 10,000 archs per device")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="BLAS/OpenMP threads (default 1: spin-waiting threads crawl on a busy machine)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
     ap.add_argument("--markdown", action="store_true", help="print the markdown table instead of the JSON")
     args = ap.parse_args(argv)
@@ -308,7 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ks = [int(k) for k in args.ks.split(",") if k.strip()]
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-        report = run_experiment(args.data, ks, args.seeds, devices or None, args.ablation, args.ceiling)
+        with threadpool_limits(limits=args.threads):
+            report = run_experiment(args.data, ks, args.seeds, devices or None, args.ablation, args.ceiling,
+                                    args.threads)
     except (NasbenchError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

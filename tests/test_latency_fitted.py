@@ -12,7 +12,7 @@ import pytest
 
 from nasbench._spaces import load_space
 from nasbench.errors import ConfigError
-from nasbench.hardware._fitted import FittedLatencyPredictor, LatencyFeatures, accuracy_report
+from nasbench.hardware import FittedLatencyPredictor, LatencyFeatures, accuracy_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nb201"
