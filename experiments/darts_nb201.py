@@ -48,6 +48,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from search_spaces.nb201 import OPS as NB201_OPS  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 try:
     import nasbench
@@ -67,14 +69,8 @@ DEFAULT_NB201 = DATA / "nb201"
 DEFAULT_OUT = REPO / "experiments" / "results" / "darts_nb201.json"
 DATASETS = ("cifar10", "cifar100", "imagenet16")
 SHORT = {"cifar10": "C10", "cifar100": "C100", "imagenet16": "IN16"}
-#: Same op names as search_spaces/nb201.py, so genomes convert to and from NB201 strings.
-OPS = {
-    "none": "zero",
-    "skip_connect": "skip",
-    "nor_conv_1x1": "relu_conv_bn_1x1",
-    "nor_conv_3x3": "relu_conv_bn_3x3",
-    "avg_pool_3x3": "avg_pool_3x3",
-}
+#: The built-in space's op table (search_spaces/nb201.py), so genomes convert to and from NB201 strings.
+OPS = NB201_OPS
 #: Published NB201 test accuracies (%), C10 / C100 / IN16.
 REFERENCE = {
     "optimum": {"cifar10": 94.37, "cifar100": 73.51, "imagenet16": 47.31},
