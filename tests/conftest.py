@@ -68,3 +68,26 @@ def _quiet_optuna():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     yield
     optuna.logging.set_verbosity(old)
+
+
+@pytest.fixture(scope="module")
+def _empty_db(tmp_path_factory):
+    """An SQLite file with Optuna's schema and no study (creating the schema costs ~1 s; copying it ~0)."""
+    from nasbench.runner import open_storage
+
+    path = tmp_path_factory.mktemp("template") / "empty.db"
+    open_storage(f"sqlite:///{path}").remove_session()
+    return path
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
+    """``nasbench ARGS`` in-process: (exit code, stdout, stderr)."""
+    from nasbench.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse errors
+        code = exc.code if isinstance(exc.code, int) else 2
+    out, err = capsys.readouterr()
+    return code, out, err

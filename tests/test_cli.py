@@ -22,6 +22,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import run_main
 
 from nasbench.cli import main
 
@@ -51,16 +52,6 @@ def quick(made: Path, **changes: str) -> list[str]:
     flags.update(changes)
     return ["search"] + [x for k, v in flags.items() for x in (f"--{k.replace('_', '-')}", v)]
 
-
-def run_main(args: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
-    """``nasbench ARGS`` in-process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        code = main(args)
-    except SystemExit as exc:  # argparse errors
-        code = exc.code if isinstance(exc.code, int) else 2
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def cli_env() -> dict[str, str]:

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from nasbench.errors import ConfigError, NasbenchError
 from nasbench.objectives import Evaluation, Objectives
-from nasbench.runner import Constraints, StudyRecorder, open_storage, run_search
+from nasbench.runner import Constraints, StudyRecorder, run_search
 from nasbench.runner import _loop as loop
 from nasbench.strategies import EvolutionStrategy
 
@@ -33,13 +33,6 @@ def bench():
     with torch_threads(1):  # loading measures op costs on tiny networks; one thread avoids contention
         return NB201(DATA / "nb201_accuracy.csv", DATA / "nb201_latency_ms.csv")
 
-
-@pytest.fixture(scope="module")
-def _empty_db(tmp_path_factory):
-    """An SQLite file with Optuna's schema (made once; each test copies it)."""
-    path = tmp_path_factory.mktemp("template") / "empty.db"
-    open_storage(f"sqlite:///{path}").remove_session()
-    return path
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from conftest import run_main
 
 from nasbench._spaces import load_space
 from nasbench.build import DenseCell
-from nasbench.cli import main
 from nasbench.errors import ConfigError
 from nasbench.export import save_architecture
 from nasbench.hardware import (
@@ -78,16 +78,6 @@ def resnet_profile(tmp_path_factory, one_torch_thread) -> Path:  # noqa: ANN001
                   repeats=3).save(path)
     return path
 
-
-def run_main(args: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
-    """``nasbench ARGS`` in-process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        code = main(args)
-    except SystemExit as exc:  # argparse errors
-        code = exc.code if isinstance(exc.code, int) else 2
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def parse_key(key: str) -> tuple:

@@ -62,13 +62,6 @@ class FakeEvaluator:
         return Evaluation((acc,), {"val_accuracy": acc, "seed": seed, "params": len(genome) * 1000})
 
 
-@pytest.fixture(scope="module")
-def _empty_db(tmp_path_factory):
-    """An SQLite file with Optuna's schema and no study (creating the schema costs ~1 s; copying it ~0)."""
-    path = tmp_path_factory.mktemp("template") / "empty.db"
-    open_storage(f"sqlite:///{path}").remove_session()
-    return path
-
 
 @pytest.fixture
 def db(tmp_path, _empty_db):
