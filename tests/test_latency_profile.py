@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 import pytest
 from conftest import run_main
+from scipy.stats import spearmanr
 
 from nasbench._spaces import load_space
 from nasbench.build import DenseCell
@@ -266,7 +267,7 @@ def _mape(pred: np.ndarray, true: np.ndarray) -> float:
 
 
 def test_learned_predictor_beats_a_linear_flops_baseline(lat_profile: LatencyProfile) -> None:
-    """Fit both on N_FIT measured networks, compare MAPE on the N_HELD others.
+    """Fit both on N_FIT measured networks, compare rank correlation on the N_HELD others.
 
     Robust on a loaded machine: every number is a median of repeats, both predictors are
     scored against the same measurements (so slow periods hurt both), and the space is built
@@ -283,8 +284,14 @@ def test_learned_predictor_beats_a_linear_flops_baseline(lat_profile: LatencyPro
     slope, intercept = np.polyfit(flops[:N_FIT], fit_ms, 1)
     baseline = slope * flops[N_FIT:] + intercept
     learned = predictor.predict_many(held_g)
-    assert _mape(learned, held_ms) < _mape(baseline, held_ms), (
-        f"predictor MAPE {_mape(learned, held_ms):.3f} vs FLOPs {_mape(baseline, held_ms):.3f}")
+    # Ranked, not MAPE: the fit and held-out networks are measured at different moments, and a
+    # machine-wide slowdown in between shifts every held-out latency by the same factor (seen in
+    # CI: both predictors 40-50% off), which MAPE punishes but ranking a search's candidates does not.
+    rho_learned = spearmanr(learned, held_ms).statistic
+    rho_flops = spearmanr(baseline, held_ms).statistic
+    assert rho_learned > rho_flops, (
+        f"predictor Spearman {rho_learned:.3f} vs FLOPs {rho_flops:.3f} "
+        f"(MAPE {_mape(learned, held_ms):.3f} vs {_mape(baseline, held_ms):.3f})")
 
 
 def test_measure_networks_measures_each_genome(one_torch_thread) -> None:  # noqa: ANN001
