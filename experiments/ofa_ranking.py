@@ -1,0 +1,190 @@
+"""Once-for-All ranking: does inherited-weight accuracy rank subnets like stand-alone training?
+
+One run, CPU-sized:
+
+1. Real CIFAR-10 images from ``../shared/data/cifar10`` (10,000 JPEGs, split 80/10/10 by
+   the seed), average-pooled 2x2 to 16x16 so that a 2-core machine trains the supernet in
+   minutes.
+2. A reduced MobileNetV3/OFA space (``SPACE`` below: 4 stages, kernel 3/5/7, expansion
+   3/4/6, depth 2/3/4, width x0.75/1.0; 128-wide head) — the full ``mobilenetv3`` space
+   takes ~9 s per sandwich step at 32x32 here.
+3. The supernet is trained with progressive shrinking (``--phases``), sandwich sampling and
+   in-place distillation; the wall-clock time is reported against ``--train-minutes``.
+4. ``--subnets`` random subnets: inherited accuracy (extract, BatchNorm recalibration on
+   512 training images) and stand-alone accuracy after training from scratch for
+   ``--scratch-epochs`` epochs (the ranking's ground truth), both on the test split.
+5. Kendall tau and Spearman rho between the two, extraction/recalibration seconds per
+   subnet, and, at equal compute, inherited vs from-scratch validation accuracy: the
+   supernet's subnet-epochs (a sandwich step trains 2 + ``--sandwich`` subnets) divided
+   by the number of subnets gives E; the scratch runs' validation accuracy after epoch
+   ceil(E) is compared with the inherited validation accuracy.
+
+    python experiments/ofa_ranking.py            # ~30 min on 2 idle cores; JSON on stdout
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from scipy.stats import kendalltau, spearmanr
+
+import nasbench
+from nasbench.data import DatasetSplits, load_dataset
+from nasbench.ofa import OFAConfig, OFATrainer, recalibrate_bn, sample_subnet
+from nasbench.space import Block, Choice, MacroSpace, Stage
+from nasbench.train import TrainConfig, evaluate, train_model
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+DEFAULT_CIFAR = DATA / "cifar10" / "cifar10_test_jpg.tar.gz"
+RESULTS = REPO / "experiments" / "results" / "ofa_ranking.json"
+
+_K, _E, _D = Choice([3, 5, 7]), Choice([3, 4, 6]), Choice([2, 3, 4])
+
+
+def _stage(name: str, width: int, stride: int, act: str, se: bool) -> Stage:
+    return Stage(name, Block("mbconv", kernel_size=_K, expansion=_E, act=act, se=se), width=width, depth=_D,
+                 stride=stride)
+
+
+SPACE = MacroSpace(
+    "mbv3_cpu",
+    stem=Block("conv_3x3", act="hswish"), stem_width=16,
+    stages=[Stage("first", Block("mbconv", kernel_size=3, expansion=1, act="relu"), width=16),
+            _stage("s1", 24, 2, "relu", False), _stage("s2", 40, 2, "relu", True),
+            _stage("s3", 80, 2, "hswish", True)],
+    head=Block("conv_1x1", act="hswish"), head_width=128, width_multiplier=Choice([0.75, 1.0]),
+    description="reduced MobileNetV3/OFA for CPU experiments",
+)
+
+
+def downsample(data: DatasetSplits, factor: int) -> DatasetSplits:
+    """Average-pool every split by ``factor`` (statistics unchanged: pooling keeps the channel means)."""
+    if factor == 1:
+        return data
+    pool = lambda x: F.avg_pool2d(x, factor)  # noqa: E731
+    return dataclasses.replace(data, train_x=pool(data.train_x), val_x=pool(data.val_x), test_x=pool(data.test_x))
+
+
+def _environment() -> dict[str, Any]:
+    try:
+        git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        git = None
+    return {"nasbench": nasbench.__version__, "git": git, "torch": torch.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "load_avg_start": os.getloadavg()[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the supernet, score random subnets both ways, print JSON."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cifar", default=str(DEFAULT_CIFAR), help="CIFAR-10 pickle folder, JPEG folder or tar.gz")
+    p.add_argument("--downsample", type=int, default=2, help="average-pool factor (default 2: 16x16 images)")
+    p.add_argument("--phases", default="full:6,kernel:2,depth:2,expansion:2,width:2")
+    p.add_argument("--train-minutes", type=float, default=20.0, help="the supernet's time budget (reported)")
+    p.add_argument("--subnets", type=int, default=20)
+    p.add_argument("--scratch-epochs", type=int, default=5, help="from-scratch training of each subnet")
+    p.add_argument("--sandwich", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=str(RESULTS))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    torch.set_num_threads(args.threads)
+    if not Path(args.cifar).exists():
+        print(f"CIFAR-10 not found at {args.cifar}; pass --cifar PATH", file=sys.stderr)
+        return 2
+    env = _environment()
+    data = downsample(load_dataset(f"cifar10:{args.cifar}", seed=args.seed), args.downsample)
+    config = OFAConfig(phases=OFAConfig.parse_phases(args.phases), random_subnets=args.sandwich)
+    trainer = OFATrainer(SPACE, data, config, seed=args.seed)
+    t0 = time.perf_counter()
+    trainer.run()
+    train_seconds = time.perf_counter() - t0
+    subnet_epochs = sum(e * (1 if ph == "full" else 2 + args.sandwich) for ph, e in config.phases)
+    equal_epochs = subnet_epochs / args.subnets
+    equal_at = min(args.scratch_epochs, max(1, math.ceil(equal_epochs)))
+
+    rng = random.Random(args.seed + 1)
+    genomes: dict[str, Any] = {}
+    while len(genomes) < args.subnets:
+        g = sample_subnet(SPACE, rng)
+        genomes.setdefault(g.hash, g)
+    rows = []
+    for i, g in enumerate(genomes.values()):
+        t = time.perf_counter()
+        model = trainer.net.extract(g)
+        t_extract = time.perf_counter() - t
+        t = time.perf_counter()
+        recalibrate_bn(model, trainer.calibration)
+        t_recal = time.perf_counter() - t
+        inherited, _ = evaluate(model, data.test_x, data.test_y, mean=data.mean, std=data.std)
+        inherited_val, _ = evaluate(model, data.val_x, data.val_y, mean=data.mean, std=data.std)
+        curve: list[float] = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(args.seed)
+            fresh = SPACE.build(g, data.num_classes, data.input_shape)
+        t = time.perf_counter()
+        result = train_model(fresh, data, TrainConfig(epochs=args.scratch_epochs, batch_size=64), seed=args.seed,
+                             device="cpu", evaluate_test=True, on_epoch=lambda e, m, c=curve: c.append(m["val_accuracy"]))
+        rows.append({"genome_hash": g.hash, "params": result.params, "flops": result.flops,
+                     "inherited_test_accuracy": round(inherited, 4),
+                     "scratch_test_accuracy": round(float(result.test_accuracy), 4),
+                     "inherited_val_accuracy": round(inherited_val, 4),
+                     "scratch_val_accuracy_by_epoch": [round(float(a), 4) for a in curve],
+                     "extract_seconds": round(t_extract, 4), "recalibrate_seconds": round(t_recal, 4),
+                     "scratch_seconds": round(time.perf_counter() - t, 2)})
+        logging.info("subnet %d/%d %s: inherited %.4f, scratch %.4f", i + 1, args.subnets, g.hash,
+                     inherited, result.test_accuracy)
+    inh = [r["inherited_test_accuracy"] for r in rows]
+    scr = [r["scratch_test_accuracy"] for r in rows]
+    tau = kendalltau(inh, scr)
+    rho = spearmanr(inh, scr)
+    summary = {
+        "kendall_tau": round(float(tau.statistic), 3), "kendall_p": round(float(tau.pvalue), 4),
+        "spearman_rho": round(float(rho.statistic), 3),
+        "supernet_train_minutes": round(train_seconds / 60, 2), "train_budget_minutes": args.train_minutes,
+        "within_budget": train_seconds / 60 <= args.train_minutes,
+        "extract_seconds_per_subnet": round(statistics.mean(r["extract_seconds"] for r in rows), 4),
+        "recalibrate_seconds_per_subnet": round(statistics.mean(r["recalibrate_seconds"] for r in rows), 4),
+        "scratch_seconds_per_subnet": round(statistics.mean(r["scratch_seconds"] for r in rows), 1),
+        "inherited_test_mean": round(statistics.mean(inh), 4), "scratch_test_mean": round(statistics.mean(scr), 4),
+        "scratch_epochs_each": args.scratch_epochs, "supernet_subnet_epochs": subnet_epochs,
+        "equal_compute": {
+            "scratch_epochs": round(equal_epochs, 2), "compared_at_epoch": equal_at,
+            "inherited_val_mean": round(statistics.mean(r["inherited_val_accuracy"] for r in rows), 4),
+            "scratch_val_mean": round(statistics.mean(r["scratch_val_accuracy_by_epoch"][equal_at - 1] for r in rows), 4),
+            "inherited_better": sum(r["inherited_val_accuracy"] > r["scratch_val_accuracy_by_epoch"][equal_at - 1]
+                                    for r in rows)},
+        "largest_val_accuracy_by_epoch": [round(h.largest_val_accuracy, 4) for h in trainer.history],
+        "smallest_val_accuracy_by_epoch": [round(h.smallest_val_accuracy, 4) for h in trainer.history],
+    }
+    out = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "space": SPACE.description,
+                      "input_shape": list(data.input_shape), "train_images": len(data.train_y),
+                      "test_images": len(data.test_y), "environment": {**env, "load_avg_end": os.getloadavg()[0]}},
+           "summary": summary, "subnets": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

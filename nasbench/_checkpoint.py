@@ -1,0 +1,50 @@
+"""Checkpoint files of one-shot searches (DARTS, Once-for-All): atomic writes, safe reads."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from nasbench.errors import ConfigError
+
+__all__ = ["save_checkpoint", "load_checkpoint", "plain"]
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` with ``torch.save`` through a temporary file, so a kill never leaves half a file."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path, device: Any = "cpu", what: str = "checkpoint") -> dict[str, Any] | None:
+    """The state in ``path`` (tensors only, ``weights_only=True``), or None when there is no file.
+
+    Raises:
+        ConfigError: the file is truncated or not a checkpoint.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise ConfigError(f"cannot read {what} {path} ({exc}); delete it to start over") from None
+
+
+def plain(obj: Any) -> Any:
+    """``obj`` with tuples as lists and NaN as None: how a config compares after a save/load round trip."""
+    if isinstance(obj, (list, tuple)):
+        return [plain(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj

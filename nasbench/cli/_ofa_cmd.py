@@ -1,0 +1,162 @@
+"""``nasbench search --strategy ofa``: train (or load) an OFA supernet, then evolve its subnets."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from nasbench.cli._shared import console
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Once-for-All flags of ``nasbench search``."""
+    g = p.add_argument_group("once-for-all (--strategy ofa; --budget = subnets evaluated; evolution flags apply)")
+    g.add_argument("--ofa-phases", default="full:2,kernel:1,depth:1,expansion:1,width:1", metavar="PHASE:EPOCHS,...",
+                   help="progressive shrinking schedule (default full:2,kernel:1,depth:1,expansion:1,width:1)")
+    g.add_argument("--supernet", default=None, metavar="PATH",
+                   help="supernet checkpoint: loaded if present (its own schedule), else trained and written "
+                        "there; resumes a partly trained one (default .nasbench/STUDY.ofa.pt)")
+    g.add_argument("--sandwich", type=int, default=2,
+                   help="random subnets per step besides the largest and smallest (default 2)")
+
+
+def _config(args: argparse.Namespace, checkpoint: Path) -> Any:
+    """The schedule: the checkpoint's own when it exists (so --supernet PATH loads as trained), else the flags."""
+    from nasbench._checkpoint import load_checkpoint
+    from nasbench.errors import ConfigError
+    from nasbench.ofa import OFAConfig
+
+    if args.epochs is not None:
+        raise ConfigError("OFA trains by phases: use --ofa-phases full:4,kernel:2,... instead of --epochs")
+    state = load_checkpoint(checkpoint, what="OFA supernet checkpoint")
+    if state is not None:
+        try:
+            saved = state["config"]
+            return OFAConfig(**{**saved, "phases": tuple(tuple(p) for p in saved["phases"])})
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"{checkpoint} is not an OFA supernet checkpoint (no {exc}); pass another --supernet") from None
+    return OFAConfig(phases=OFAConfig.parse_phases(args.ofa_phases), batch_size=args.batch_size,
+                     lr=args.lr if args.lr is not None else 0.05, random_subnets=args.sandwich)
+
+
+def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
+    """Run an OFA search from parsed ``nasbench search`` arguments."""
+    from nasbench._spaces import load_space
+    from nasbench.cli._tables import trials_table
+    from nasbench.data import load_dataset, parse_spec
+    from nasbench.errors import ConfigError
+    from nasbench.objectives import Objectives
+    from nasbench.ofa import OFASupernet, OFATrainer, SubnetEvaluator, export_subnet
+    from nasbench.runner import (
+        DEFAULT_STORAGE,
+        Constraints,
+        StudyRecorder,
+        pareto_trials,
+        resume_seed,
+        run_search,
+    )
+    from nasbench.strategies import create_strategy
+    from nasbench.train import resolve_device
+
+    if not args.debug:
+        logging.getLogger("nasbench.data").setLevel(logging.WARNING)
+    if args.benchmark:
+        raise ConfigError("OFA trains a supernet; it cannot run on --benchmark tables (use --dataset)")
+    if args.executor != "local":
+        raise ConfigError("OFA supernet training runs in this process: drop --executor ray (use --device cuda)")
+    objectives = Objectives.parse(args.objective)
+    space = load_space(args.space or "mobilenetv3")
+    constraints = Constraints(args.max_params, args.max_flops, args.max_latency_ms)
+    spec = args.dataset or "digits"
+    storage = args.storage or DEFAULT_STORAGE
+    study_name = args.study or "-".join([space.name, parse_spec(spec)[0], "ofa", *objectives.names[1:]])
+    checkpoint = Path(args.supernet or Path(".nasbench") / f"{study_name}.ofa.pt")
+    config = _config(args, checkpoint)
+    data = load_dataset(spec, seed=args.seed, limit=args.limit)
+    OFASupernet(space, data.num_classes, data.input_shape)  # refuses a space it cannot make elastic, before the study
+    predictor = None
+    if args.latency_profile:
+        from nasbench.runner._evaluator import _predictor
+
+        predictor = _predictor(args.latency_profile, space)
+        prof = predictor.profile
+        if tuple(prof.input_shape) != data.input_shape or prof.num_classes != data.num_classes:
+            raise ConfigError(f"latency profile {args.latency_profile} is for {tuple(prof.input_shape)} inputs and "
+                              f"{prof.num_classes} classes, the dataset has {data.input_shape} and {data.num_classes}")
+    device = str(resolve_device(args.device))
+    create_strategy("evolution", space, objectives, args.seed, **strategy_options)  # validates evolution flags
+    settings = {"strategy": "ofa", "seed": args.seed, "space_source": args.space or "mobilenetv3", "dataset": spec,
+                "limit": args.limit, "ofa": {"phases": [list(p) for p in config.phases], "batch_size": config.batch_size,
+                                             "lr": config.lr, "random_subnets": config.random_subnets},
+                "strategy_options": strategy_options, "constraints": constraints.to_dict(),
+                "latency_profile": args.latency_profile}
+    recorder = StudyRecorder(storage, study_name, space, objectives, settings)
+    trainer = OFATrainer(space, data, config, seed=args.seed, device=device)
+    trainer.load(checkpoint)
+    console.print(f"study [bold]{study_name}[/] in {storage}: Once-for-All on {space.name} ({data.name}, "
+                  f"{len(data.train_y)} train / {len(data.val_y)} val), phases "
+                  f"{', '.join(f'{p}:{e}' for p, e in config.phases)}, supernet {checkpoint}")
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    history = recorder.history()
+    interrupted = False
+    with Progress(*columns, console=console, disable=args.quiet) as progress:
+        if not trainer.done:
+            task = progress.add_task("supernet epochs", total=config.epochs, completed=trainer.epoch, info="")
+
+            def on_epoch(r) -> None:  # noqa: ANN001
+                progress.update(task, completed=r.epoch + 1, info=f"{r.phase}: val acc largest "
+                                f"{r.largest_val_accuracy:.3f} / smallest {r.smallest_val_accuracy:.3f}")
+            try:
+                trainer.run(on_epoch, checkpoint=checkpoint)
+            except KeyboardInterrupt:
+                interrupted = True
+        if not interrupted:
+            strategy = create_strategy("evolution", space, objectives, resume_seed(args.seed, len(history)),
+                                       **strategy_options)
+            strategy.name = "ofa"  # trials say how they were scored: inherited weights
+            evaluator = SubnetEvaluator(trainer, objectives, predictor)
+            sub = progress.add_task("subnets", total=args.budget, completed=min(len(history), args.budget), info="")
+            summary = run_search(strategy, evaluator, recorder, budget=args.budget, seed=args.seed, history=history,
+                                 on_trial=lambda rec, n: progress.update(sub, completed=min(n, args.budget)),
+                                 constraints=constraints,
+                                 estimate=lambda g: evaluator.estimate(g, with_latency=constraints.needs_latency))
+            interrupted = summary.interrupted
+    if interrupted:
+        console.print(f"interrupted; run the same command to resume (supernet checkpoint {checkpoint})")
+        return 130
+    trials = [t for t in recorder.study.get_trials(deepcopy=False) if t.user_attrs.get("strategy") == "ofa"
+              and t.state.name == "COMPLETE"]
+    if not trials:
+        console.print("no complete subnet trial")
+        return 0
+    front = pareto_trials(recorder.study) if objectives.multi else []
+    best = max(trials, key=lambda t: t.values[0])
+    console.print(trials_table(front[:10] if front else sorted(trials, key=lambda t: -t.values[0])[: args.top],
+                               objectives.names, title=f"{'Pareto front' if front else 'best'} of {study_name}"))
+    out = Path(args.out)
+    arch = export_subnet(trainer, space.load_genome(best.user_attrs["genome"]), out,
+                         {**best.user_attrs, "study": study_name, "trial": best.number})
+    console.print(f"wrote {out} (trial {best.number}, inherited weights, test accuracy "
+                  f"{arch.metrics['test_accuracy']:.4f}); load it with nasbench.load_architecture('{out}').build()")
+    if front:
+        folder = out.with_name(out.stem + "_pareto")
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, t in enumerate(sorted(front, key=lambda t: t.values[1])):
+            export_subnet(trainer, space.load_genome(t.user_attrs["genome"]), folder / f"point_{i:02d}.json",
+                          {**t.user_attrs, "study": study_name, "trial": t.number})
+        console.print(f"wrote {len(front)} Pareto points with weights to {folder}/")
+    return 0

@@ -1,0 +1,244 @@
+"""Elastic layers of the Once-for-All supernet: weights at their largest size, sliced per subnet.
+
+Every layer stores its largest weights and, on each forward, uses
+
+* the first ``in`` input channels (``in`` is read from the input tensor),
+* the first ``out`` output channels (``active_out``),
+* for depthwise convolutions, the active kernel: the centre of the larger kernel passed
+  through a learned ``k²×k²`` transform per step (7 -> 5 -> 3, Cai et al., 2020),
+* for BatchNorm, the first ``out`` statistics (updated in place through the slice).
+
+The same slicing rules copy weights into stand-alone modules (``nasbench.ofa._extract``),
+so a subnet computes exactly what the supernet computes with that subnet active.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasbench.ops import ConvBNAct, make_activation, make_divisible
+from nasbench.ops._checks import same_padding
+
+__all__ = ["ElasticConvBNAct", "ElasticMBConv", "ElasticSqueezeExcite", "batch_norm_slice", "se_hidden"]
+
+
+def batch_norm_slice(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """BatchNorm over the first ``x.shape[1]`` channels of ``bn`` (running stats updated in place)."""
+    c = x.shape[1]
+    use_batch = bn.training or bn.running_mean is None
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # cumulative average, as nn.BatchNorm2d (used to recalibrate)
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    return F.batch_norm(x, None if bn.running_mean is None else bn.running_mean[:c],
+                        None if bn.running_var is None else bn.running_var[:c],
+                        bn.weight[:c], bn.bias[:c], use_batch, momentum, bn.eps)
+
+
+def se_hidden(mid: int) -> int:
+    """Squeezed channels of the SE block on ``mid`` channels (the rule of the ``mbconv`` op)."""
+    return make_divisible(mid // 4, 8)
+
+
+class ElasticConvBNAct(nn.Module):
+    """Conv (no bias, "same" padding) -> BN -> activation with elastic in/out channels.
+
+    Args:
+        max_in: Largest input channels.
+        max_out: Largest output channels (ignored for depthwise: equals ``max_in``).
+        kernel_size: Largest kernel size.
+        stride: Conv stride.
+        act: Activation module to copy (from the stand-alone op) or activation name.
+        depthwise: Depthwise conv (groups = channels); only depthwise kernels are elastic.
+        kernels: Kernel sizes the layer can take (depthwise only; default: just ``kernel_size``).
+    """
+
+    def __init__(self, max_in: int, max_out: int, kernel_size: int, stride: int = 1,
+                 act: nn.Module | str = "relu", depthwise: bool = False, kernels: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.depthwise = depthwise
+        out = max_in if depthwise else max_out
+        self.conv = nn.Conv2d(max_in, out, kernel_size, stride, same_padding(kernel_size),
+                              groups=max_in if depthwise else 1, bias=False)
+        self.bn = nn.BatchNorm2d(out)
+        self.act = copy.deepcopy(act) if isinstance(act, nn.Module) else make_activation(act)
+        self.kernels = tuple(sorted(set(kernels) | {kernel_size}, reverse=True))
+        # One learned transform per shrinking step, initialised to the identity (plain centre crop).
+        self.transforms = nn.ParameterDict({
+            f"{big}to{small}": nn.Parameter(torch.eye(small * small))
+            for big, small in zip(self.kernels, self.kernels[1:])})
+        self.active_out = out
+        self.active_kernel = kernel_size
+
+    @property
+    def max_kernel(self) -> int:
+        """The largest kernel size."""
+        return self.kernels[0]
+
+    def kernel_weight(self, kernel: int) -> torch.Tensor:
+        """Depthwise weight at ``kernel``: centre crops of the full weight, each transformed."""
+        w = self.conv.weight
+        for big, small in zip(self.kernels, self.kernels[1:]):
+            if big <= kernel:
+                break
+            start = (big - small) // 2
+            centre = w[:, :, start:start + small, start:start + small]
+            flat = F.linear(centre.reshape(-1, small * small), self.transforms[f"{big}to{small}"])
+            w = flat.reshape(w.shape[0], w.shape[1], small, small)
+        return w
+
+    def weight_for(self, c_in: int, c_out: int, kernel: int | None = None) -> torch.Tensor:
+        """The conv weight a layer with ``c_in`` inputs, ``c_out`` outputs and ``kernel`` uses."""
+        if self.depthwise:
+            return self.kernel_weight(kernel or self.max_kernel)[:c_in]
+        return self.conv.weight[:c_out, :c_in]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Conv-BN-act on the active channels and kernel."""
+        c_in = x.shape[1]
+        c_out = c_in if self.depthwise else self.active_out
+        kernel = self.active_kernel if self.depthwise else self.conv.kernel_size[0]
+        w = self.weight_for(c_in, c_out, kernel)
+        y = F.conv2d(x, w, None, self.conv.stride, same_padding(kernel), 1, c_in if self.depthwise else 1)
+        return self.act(batch_norm_slice(self.bn, y))
+
+    def copy_to(self, dst: ConvBNAct) -> None:
+        """Copy the active slice into a stand-alone ``ConvBNAct`` of the same shape."""
+        c_in, c_out = dst.conv.in_channels, dst.conv.out_channels
+        with torch.no_grad():
+            dst.conv.weight.copy_(self.weight_for(c_in, c_out, dst.conv.kernel_size[0]))
+            _copy_bn(self.bn, dst.bn)
+
+
+def _copy_bn(src: nn.BatchNorm2d, dst: nn.BatchNorm2d) -> None:
+    c = dst.num_features
+    dst.weight.copy_(src.weight[:c])
+    dst.bias.copy_(src.bias[:c])
+    dst.running_mean.copy_(src.running_mean[:c])
+    dst.running_var.copy_(src.running_var[:c])
+    dst.num_batches_tracked.copy_(src.num_batches_tracked)
+
+
+class ElasticSqueezeExcite(nn.Module):
+    """MobileNetV3 squeeze-excite (ReLU, hard sigmoid) on the first ``mid`` channels."""
+
+    def __init__(self, max_mid: int) -> None:
+        super().__init__()
+        hidden = se_hidden(max_mid)
+        self.reduce = nn.Conv2d(max_mid, hidden, 1)
+        self.expand = nn.Conv2d(hidden, max_mid, 1)
+        self.act = make_activation("relu")
+        self.gate = make_activation("hsigmoid")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale ``x`` by its channel gate."""
+        mid = x.shape[1]
+        h = se_hidden(mid)
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = self.act(F.conv2d(s, self.reduce.weight[:h, :mid], self.reduce.bias[:h]))
+        return x * self.gate(F.conv2d(s, self.expand.weight[:mid, :h], self.expand.bias[:mid]))
+
+    def copy_to(self, dst: nn.Module) -> None:
+        """Copy the active slice into a stand-alone ``SqueezeExcite``."""
+        h, mid = dst.reduce.out_channels, dst.reduce.in_channels
+        with torch.no_grad():
+            dst.reduce.weight.copy_(self.reduce.weight[:h, :mid])
+            dst.reduce.bias.copy_(self.reduce.bias[:h])
+            dst.expand.weight.copy_(self.expand.weight[:mid, :h])
+            dst.expand.bias.copy_(self.expand.bias[:mid])
+
+
+class ElasticMBConv(nn.Module):
+    """Inverted residual with elastic kernel, expansion and in/out channels.
+
+    The expanded width of the active block is ``round(C_in * expansion)`` exactly as in the
+    ``mbconv`` op, so the extracted block has the stand-alone shape.
+
+    Args:
+        max_in: Largest input channels.
+        max_out: Largest output channels.
+        stride: Depthwise stride.
+        kernels: Kernel sizes (the largest is stored).
+        expansions: Expansion ratios (``(1,)``: no expand conv; 1 cannot be mixed with others).
+        se: Squeeze-excite on the expanded channels.
+        act: Activation name.
+    """
+
+    def __init__(self, max_in: int, max_out: int, stride: int, kernels: tuple[int, ...],
+                 expansions: tuple[float, ...], se: bool, act: str) -> None:
+        super().__init__()
+        self.expansions = tuple(sorted(expansions))
+        self.has_expand = self.expansions != (1,)
+        max_mid = max(1, round(max_in * max(self.expansions))) if self.has_expand else max_in
+        self.expand = ElasticConvBNAct(max_in, max_mid, 1, act=act) if self.has_expand else None
+        self.depthwise = ElasticConvBNAct(max_mid, max_mid, max(kernels), stride, act, depthwise=True,
+                                          kernels=tuple(kernels))
+        self.se = ElasticSqueezeExcite(max_mid) if se else None
+        self.project = ElasticConvBNAct(max_mid, max_out, 1, act="none")
+        self.stride = stride
+        self.active_expansion = max(self.expansions)
+
+    def set_active(self, kernel: int, expansion: float, c_out: int) -> None:
+        """Make the block compute with ``kernel``, ``expansion`` and ``c_out`` output channels."""
+        self.depthwise.active_kernel = kernel
+        self.active_expansion = expansion
+        self.project.active_out = c_out
+
+    def mid_channels(self, c_in: int) -> int:
+        """Expanded channels for ``c_in`` input channels at the active expansion."""
+        return max(1, round(c_in * self.active_expansion)) if self.has_expand else c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The active block on ``x`` (its channel count is the active input width)."""
+        out = x
+        if self.expand is not None:
+            self.expand.active_out = self.mid_channels(x.shape[1])
+            out = self.expand(out)
+        out = self.depthwise(out)
+        if self.se is not None:
+            out = self.se(out)
+        out = self.project(out)
+        return out + x if self.stride == 1 and out.shape[1] == x.shape[1] else out
+
+    def copy_to(self, dst: nn.Module) -> None:
+        """Copy the active slice into a stand-alone ``MBConv`` of the matching shape."""
+        if (dst.expand is None) == self.has_expand:
+            raise ValueError("stand-alone block and elastic block disagree on the expand conv")
+        if dst.expand is not None:
+            self.expand.copy_to(dst.expand)
+        self.depthwise.copy_to(dst.depthwise)
+        if dst.se is not None:
+            self.se.copy_to(dst.se)
+        self.project.copy_to(dst.project)
+
+    @torch.no_grad()
+    def sort_channels(self) -> None:
+        """Reorder expanded channels by importance (L1 norm of the projection weights), largest first.
+
+        Slicing the first ``mid`` channels then keeps the most important ones (OFA's
+        ``re_organize_middle_weights``); the function of the full block is unchanged.
+        """
+        if self.expand is None:
+            return
+        importance = self.project.conv.weight.abs().sum(dim=(0, 2, 3))
+        order = torch.argsort(importance, descending=True)
+        _permute_out(self.expand, order)
+        _permute_out(self.depthwise, order)
+        if self.se is not None:
+            self.se.reduce.weight.copy_(self.se.reduce.weight[:, order])
+            self.se.expand.weight.copy_(self.se.expand.weight[order])
+            self.se.expand.bias.copy_(self.se.expand.bias[order])
+        self.project.conv.weight.copy_(self.project.conv.weight[:, order])
+
+
+def _permute_out(layer: ElasticConvBNAct, order: torch.Tensor) -> None:
+    """Permute a layer's output channels (conv rows and BN parameters/statistics)."""
+    layer.conv.weight.copy_(layer.conv.weight[order])
+    bn = layer.bn
+    for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
+        t.copy_(t[order])

@@ -1,0 +1,273 @@
+"""Once-for-All: elastic layers, subnet extraction, progressive shrinking, constrained sampling, CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from conftest import run_main
+
+from nasbench.errors import ConfigError, SpaceError
+from nasbench.ofa import (
+    OFAConfig,
+    OFASupernet,
+    OFATrainer,
+    largest_subnet,
+    phase_kinds,
+    recalibrate_bn,
+    sample_constrained,
+    sample_subnet,
+    smallest_subnet,
+)
+from nasbench.ops import MBConv
+from nasbench.space import Block, MacroSpace, Stage
+from nasbench.space._macro import round_channels
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY_SPACE_SOURCE = '''
+from nasbench.space import Block, Choice, MacroSpace, Stage
+
+BLOCK = Block("mbconv", kernel_size=Choice([3, 5, 7]), expansion=Choice([2, 3]), act="relu", se=True)
+SPACE = MacroSpace(
+    "tiny_ofa", stem=Block("conv_3x3", act="hswish"), stem_width=8,
+    stages=[Stage("a", Block("mbconv", kernel_size=3, expansion=1, act="relu"), width=8),
+            Stage("b", BLOCK, width=8, depth=Choice([1, 2])),
+            Stage("c", BLOCK, width=16, depth=Choice([1, 2, 3]), stride=2)],
+    head=Block("conv_1x1", act="hswish"), head_width=32, width_multiplier=Choice([0.5, 1.0]))
+'''
+
+
+def tiny_space() -> MacroSpace:
+    scope: dict = {}
+    exec(TINY_SPACE_SOURCE, scope)  # the same space the CLI test loads from a file
+    return scope["SPACE"]
+
+
+def _randomize(net: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics and kernel transforms, so that slicing mistakes show."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g))
+        for name, p in net.named_parameters():
+            if "transforms" in name:
+                p.add_(0.2 * torch.randn(p.shape, generator=g))
+
+
+@pytest.fixture(scope="module")
+def data():
+    from nasbench.data import load_dataset
+
+    return load_dataset("digits", seed=0, limit=256)
+
+
+def test_kernel3_weights_are_the_transformed_centre_of_kernel7():
+    space = tiny_space()
+    net = OFASupernet(space, 10, (1, 8, 8))
+    _randomize(net)
+    dw = net.stages[1][0].depthwise
+    w7 = dw.conv.weight.detach()
+    t75, t53 = dw.transforms["7to5"].detach(), dw.transforms["5to3"].detach()
+    c = w7.shape[0]
+    w5 = (w7[:, :, 1:6, 1:6].reshape(c, 25) @ t75.T).reshape(c, 1, 5, 5)
+    w3 = (w5[:, :, 1:4, 1:4].reshape(c, 9) @ t53.T).reshape(c, 1, 3, 3)
+    values = {**dict(largest_subnet(space).values), "b.b0.kernel_size": 3}
+    model = net.extract(space.genome(values))
+    got = model.blocks[1].depthwise.conv.weight
+    assert got.shape == (got.shape[0], 1, 3, 3)
+    torch.testing.assert_close(got, w3[: got.shape[0]])
+    assert not torch.allclose(got, w7[: got.shape[0], :, 2:5, 2:5])  # the transform is really applied
+    assert got.data_ptr() != w7.data_ptr()
+
+
+@pytest.mark.parametrize("space_name", ["tiny", "mobilenetv3"])
+def test_extracted_subnet_computes_what_the_supernet_computes(space_name):
+    from nasbench import load_space
+
+    space = tiny_space() if space_name == "tiny" else load_space("mobilenetv3")
+    shape = (1, 8, 8) if space_name == "tiny" else (3, 32, 32)
+    net = OFASupernet(space, 10, shape).eval()
+    _randomize(net)
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1))
+    rng = random.Random(0)
+    for g in [largest_subnet(space), smallest_subnet(space)] + [sample_subnet(space, rng) for _ in range(3)]:
+        model = net.extract(g).eval()
+        net.set_active(g)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), net(x), rtol=1e-5, atol=1e-5)
+        # copies, not views: changing the subnet leaves the supernet alone
+        before = net.stem.conv.weight.detach().clone()
+        with torch.no_grad():
+            model.stem.conv.weight.add_(1.0)
+        torch.testing.assert_close(net.stem.conv.weight.detach(), before)
+
+
+def test_depth_expansion_and_width_slicing_give_the_documented_shapes():
+    space = tiny_space()
+    net = OFASupernet(space, 10, (1, 8, 8))
+    values = {**dict(smallest_subnet(space).values)}
+    values.update({"c.depth": 2, "c.b0.expansion": 3, "c.b1.expansion": 2, "c.b0.kernel_size": 5, "width_mult": 0.5})
+    genome = space.fill(values, seed=0)
+    model = net.extract(genome)
+    blocks = [b for b in model.blocks if isinstance(b, MBConv)]
+    assert len(blocks) == 1 + 1 + 2  # stage a fixed at 1, b at its minimum depth 1, c at depth 2
+    w_b, w_c = round_channels(8 * 0.5), round_channels(16 * 0.5)
+    c0 = blocks[3 - 1]
+    assert c0.expand.conv.out_channels == round(w_b * 3)  # mid = round(C_in * expansion)
+    assert c0.depthwise.conv.kernel_size == (5, 5)
+    assert c0.project.conv.out_channels == w_c
+    c1 = blocks[3]
+    assert c1.expand.conv.in_channels == w_c and c1.expand.conv.out_channels == round(w_c * 2)
+    assert model.stem.conv.out_channels == round_channels(8 * 0.5)
+    assert model.head.conv.in_channels == w_c and model.head.conv.out_channels == 32
+    # the same module space.build makes: the state dicts line up key for key
+    assert model.state_dict().keys() == space.build(genome, 10, (1, 8, 8)).state_dict().keys()
+
+
+def test_sorting_expanded_channels_keeps_the_full_network_function():
+    space = tiny_space()
+    net = OFASupernet(space, 10, (1, 8, 8)).eval()
+    _randomize(net)
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = net(x).clone()
+        proj = net.stages[2][0].project.conv.weight.clone()
+    net.sort_channels()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-5)
+    importance = net.stages[2][0].project.conv.weight.abs().sum(dim=(0, 2, 3))
+    assert torch.all(importance[:-1] >= importance[1:])
+    assert not torch.equal(net.stages[2][0].project.conv.weight, proj)  # the order did change
+
+
+def test_phases_make_dimensions_elastic_cumulatively():
+    space = tiny_space()
+    assert phase_kinds("full") == frozenset()
+    assert phase_kinds("depth") == {"kernel", "depth"}
+    rng = random.Random(0)
+    kernel_only = [sample_subnet(space, rng, phase_kinds("kernel")) for _ in range(20)]
+    assert {g["width_mult"] for g in kernel_only} == {1.0}
+    assert {g["c.depth"] for g in kernel_only} == {3}
+    assert len({g["c.b0.kernel_size"] for g in kernel_only}) > 1
+    assert smallest_subnet(space, phase_kinds("depth"))["c.b0.expansion"] == 3  # expansion not yet elastic
+    with pytest.raises(SpaceError, match="unknown OFA phase"):
+        phase_kinds("width-first")
+
+
+def test_non_macro_or_non_elastic_spaces_are_refused_with_one_line():
+    from nasbench import load_space
+
+    with pytest.raises(SpaceError, match="macro space") as err:
+        OFASupernet(load_space("nb201"))
+    assert "\n" not in str(err.value)
+    choice = MacroSpace("choice", stem=Block("conv_3x3"), stem_width=8,
+                        stages=[Stage("a", Block.choice({"mbconv": {}, "resnet_basic": {}}), width=8)])
+    with pytest.raises(SpaceError, match="elastic"):
+        OFASupernet(choice)
+    with pytest.raises(ConfigError, match="ordered subset"):
+        OFAConfig(phases=(("kernel", 1), ("full", 1)))
+
+
+def test_recalibrated_bn_statistics_match_the_data(data):
+    space = tiny_space()
+    net = OFASupernet(space, 10, data.input_shape)
+    _randomize(net)
+    model = net.extract(smallest_subnet(space))
+    from nasbench.ofa import calibration_batches
+
+    batches = calibration_batches(data, n_images=128, batch_size=32)
+    recalibrate_bn(model, batches)
+    assert not model.training
+    x = torch.cat([b[0] for b in batches])
+    stem_out = model.stem.conv(x)
+    torch.testing.assert_close(model.stem.bn.running_mean, stem_out.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-4)
+
+
+def test_every_subnet_sampled_under_a_latency_budget_meets_it_by_the_predictor():
+    from nasbench.hardware import LatencyPredictor, profile_space
+    from nasbench.runner import Constraints
+
+    space = tiny_space()
+    predictor = LatencyPredictor(profile_space(space, input_shape=(1, 8, 8), networks=4, warmup=1, repeats=3), space)
+    rng = random.Random(5)
+    free = [predictor.predict(sample_subnet(space, rng)) for _ in range(40)]
+    budget = sorted(free)[len(free) // 3]
+    assert max(free) > budget  # the budget really excludes some subnets
+    picked = sample_constrained(space, 8, seed=1, constraints=Constraints(max_latency_ms=budget),
+                                estimate=lambda g: {"latency_ms": predictor.predict(g)})
+    assert len({g.hash for g in picked}) == 8
+    assert all(predictor.predict(g) <= budget for g in picked)
+    with pytest.raises(ConfigError, match="loosen"):
+        sample_constrained(space, 3, seed=1, constraints=Constraints(max_latency_ms=min(free) / 100),
+                           estimate=lambda g: {"latency_ms": predictor.predict(g)}, max_draws=50)
+
+
+SCHEDULE = OFAConfig(phases=(("full", 1), ("kernel", 1), ("expansion", 1)), batch_size=64, random_subnets=1)
+
+
+def test_training_runs_every_phase_and_resume_continues_the_shrinking_phase(data, tmp_path):
+    space = tiny_space()
+    straight = OFATrainer(space, data, SCHEDULE, seed=3)
+    straight.run()
+    assert [h.phase for h in straight.history] == ["full", "kernel", "expansion"] and straight.done
+
+    first = OFATrainer(space, data, SCHEDULE, seed=3)
+    first.train_epoch()
+    first.train_epoch()
+    first.save(tmp_path / "ofa.pt")
+    resumed = OFATrainer(space, data, SCHEDULE, seed=3)
+    assert resumed.load(tmp_path / "ofa.pt")
+    assert (resumed.epoch, resumed.phase) == (2, "expansion")
+    resumed.run()
+    assert [h.phase for h in resumed.history] == ["full", "kernel", "expansion"]
+    for (k, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+    with pytest.raises(ConfigError, match="schedule"):
+        OFATrainer(space, data, OFAConfig(phases=(("full", 2),)), seed=3).load(tmp_path / "ofa.pt")
+
+
+def test_cli_ofa_search_trains_evolves_exports_with_weights_and_resumes(tmp_path, monkeypatch, capsys):
+    import nasbench
+    from nasbench.runner import open_study as load_study
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.py").write_text(TINY_SPACE_SOURCE)
+    common = ["search", "--strategy", "ofa", "--space", "tiny.py", "--ofa-phases", "full:1,kernel:1,depth:1",
+              "--limit", "256", "--population", "4", "--tournament", "2", "--objective", "accuracy,params",
+              "--storage", "sqlite:///s.db", "--study", "o"]
+    code, out, err = run_main([*common, "--budget", "6"], capsys)
+    assert code == 0, out + err
+    study = load_study("sqlite:///s.db", "o")
+    trials = study.get_trials()
+    assert len(trials) == 6 and {t.user_attrs["strategy"] for t in trials} == {"ofa"}
+    assert all(t.user_attrs["accuracy_source"].startswith("inherited") for t in trials)
+    arch = nasbench.load_architecture("best.json")
+    assert arch.weights_path is not None and "test_accuracy" in arch.metrics
+    model = arch.build()
+    saved = nasbench.load_architecture("best.json").build()
+    torch.testing.assert_close(model.stem.conv.weight, saved.stem.conv.weight)
+    assert not torch.equal(model.stem.conv.weight, space_build_weight(arch))  # trained, not a fresh init
+    points = sorted((tmp_path / "best_pareto").glob("point_*.json"))
+    assert points and all(json.loads(p.read_text())["weights"] for p in points)
+    stamp = (tmp_path / ".nasbench" / "o.ofa.pt").stat().st_mtime_ns
+    code, out, err = run_main([*common, "--budget", "8"], capsys)  # resumes: supernet loaded, two more subnets
+    assert code == 0, out + err
+    assert len(load_study("sqlite:///s.db", "o").get_trials()) == 8
+    assert (tmp_path / ".nasbench" / "o.ofa.pt").stat().st_mtime_ns == stamp
+    code, out, err = run_main(["search", "--strategy", "ofa", "--space", "nb201", "--storage", "sqlite:///s.db",
+                               "--study", "other"], capsys)
+    assert code == 2 and "macro space" in err and len(err.strip().splitlines()) == 1
+    assert "other" not in load_study("sqlite:///s.db", "o").user_attrs.get("nasbench", {}).get("study", "")
+    code, out, err = run_main([*common, "--epochs", "3"], capsys)
+    assert code == 2 and "--ofa-phases" in err
+
+
+def space_build_weight(arch) -> torch.Tensor:  # noqa: ANN001
+    """The stem weight of a freshly initialized model of the same architecture."""
+    return arch.build(load_weights=False).stem.conv.weight
