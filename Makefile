@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/nasbench search
+	$(BIN)/nasbench search --strategy darts
 
 test: install
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q

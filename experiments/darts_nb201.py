@@ -1,6 +1,7 @@
 """Does nasbench's DARTS collapse on the NAS-Bench-201 space, and does the collapse guard help?
 
-Each run is one collapse guard (``darts-minus`` or ``none``), one seed and one epoch count:
+Each run is one collapse guard (``darts-minus``, ``early-stop``, ``darts-minus+early-stop`` or
+``none``; see ``nasbench.strategies.COLLAPSE_GUARDS``), one seed and one epoch count:
 ``nasbench.strategies.DartsSearch`` (first order, paper hyperparameters, batch 64) searches
 the NB201 cell on real CIFAR-10 images (32x32, from the 10,000-image JPEG archive in
 ``../shared/data/cifar10``; weights learn on the ``train`` split, alphas on the disjoint
@@ -12,8 +13,11 @@ the table's 15,625, and the skeleton only changes the proxy the search trains.
 After every epoch the script records the derived cell (argmax alpha per edge), its op
 counts, the supernet's validation accuracy and the cell's NAS-Bench-201 200-epoch TEST
 accuracy on CIFAR-10 (mean over training seeds, the number the literature reports); for the
-final cell also CIFAR-100 and ImageNet16-120. A run "collapsed" when the final cell has
->= 4 of its 6 edges ``skip_connect``/``none`` or a CIFAR-10 test accuracy < 60%.
+final cell also CIFAR-100 and ImageNet16-120. The final cell is the search's answer
+(``DartsSearch.result``): the last epoch's cell, or with an early-stop guard that ended the
+search the last cell before parameter-free ops dominated (``--early-stop-edges K`` of 6 edges).
+A run "collapsed" when the final cell has >= 4 of its 6 edges ``skip_connect``/``none`` or a
+CIFAR-10 test accuracy < 60%.
 
 Reference points: published DARTS on NB201 collapses to skip connections (54.30% C10
 test), the optimum is 94.37%, random search 93.70%. The script also does random search by
@@ -21,10 +25,11 @@ table look-ups (best-by-validation of ``--random-n`` uniform cells, ``--random-s
 seeds) and reports the mean test accuracy of a uniformly random cell.
 
 Runs already in ``--out`` with identical settings are reused (``--fresh`` redoes them), so
-adding an epoch count only trains the new runs. Prints one JSON object to stdout (written
+adding an epoch count or a guard only trains the new runs; runs of other settings already in
+``--out`` are kept in it (and in the tables). Prints one JSON object to stdout (written
 to ``--out`` too) and a markdown table to stderr.
 
-    python experiments/darts_nb201.py                 # 2 guards x 3 seeds x 12 epochs, ~17 min
+    python experiments/darts_nb201.py                 # 4 guards x 3 seeds x 12 epochs (reuses runs)
     python experiments/darts_nb201.py --epochs 12 36  # adds a 36-epoch setting, reuses the 12
     python experiments/darts_nb201.py --quick         # 1 seed, 2 epochs, 200 images: < 1 min
 """
@@ -59,7 +64,7 @@ except ImportError:  # run from a checkout without installing
 
 from nasbench.benchmarks import NB201, resolve_nb201_paths  # noqa: E402
 from nasbench.space import Cell, CellSpace  # noqa: E402
-from nasbench.strategies._darts import DartsConfig, DartsSearch  # noqa: E402
+from nasbench.strategies._darts import COLLAPSE_GUARDS, DartsConfig, DartsSearch  # noqa: E402
 
 logger = logging.getLogger("darts_nb201")
 
@@ -102,21 +107,24 @@ def run_search(task: dict[str, Any]) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     space = small_space(task["C"], task["N"])
     data = load_dataset(f"cifar10:{task['cifar']}", seed=task["seed"], limit=task["limit"])
-    config = DartsConfig(epochs=task["epochs"], batch_size=task["batch_size"], collapse_guard=task["guard"])
+    config = DartsConfig(epochs=task["epochs"], batch_size=task["batch_size"], collapse_guard=task["guard"],
+                         early_stop_edges=task.get("early_stop_edges", DartsConfig.early_stop_edges))
     search = DartsSearch(space, data, config, seed=task["seed"])
     t0 = time.perf_counter()
     epochs = []
-    for _ in range(config.epochs):
+    while not search.finished:
         r = search.train_epoch()
         arch = space.to_arch_str(r.genome)
         epochs.append({"epoch": r.epoch, "arch": arch, "supernet_val_accuracy": round(100 * r.val_accuracy, 2),
                        "train_loss": round(r.train_loss, 4), "val_loss": round(r.val_loss, 4),
                        "aux_skip": round(r.aux_skip, 4), "seconds": round(r.seconds, 2),
+                       "parameter_free_edges": r.parameter_free_edges["cell"], "dominated": r.dominated,
                        "probabilities": r.probabilities["cell"]})
         logger.info("%s seed %d epoch %d/%d: %s supernet val %.1f%% (%.1fs)", task["guard"], task["seed"],
                     r.epoch + 1, config.epochs, arch, 100 * r.val_accuracy, r.seconds)
     return {"key": task["key"], "settings": task["settings"], "seconds": round(time.perf_counter() - t0, 1),
-            "train_images": len(data.train_y), "val_images": len(data.val_y), "epochs": epochs}
+            "train_images": len(data.train_y), "val_images": len(data.val_y), "stopped_at": search.stopped_at,
+            "result_epoch": search.result.epoch, "epochs": epochs}
 
 
 def annotate(run: dict[str, Any], bench: NB201, all_c10: np.ndarray) -> dict[str, Any]:
@@ -129,11 +137,13 @@ def annotate(run: dict[str, Any], bench: NB201, all_c10: np.ndarray) -> dict[str
         g = nb201.from_arch_str(e["arch"])
         e["counts"] = op_counts(e["arch"])
         e["c10_test"] = round(100 * bench.query(g, "cifar10")["test_accuracy"], 2)
-    final = run["epochs"][-1]
+    # the search's answer: the last epoch, or the last one before an early stop's domination
+    final = next(e for e in run["epochs"] if e["epoch"] == run.get("result_epoch", run["epochs"][-1]["epoch"]))
     g = nb201.from_arch_str(final["arch"])
     q = {d: bench.query(g, d) for d in DATASETS}
     counts = final["counts"]
     run["final"] = {"arch": final["arch"], "arch_index": q["cifar10"]["arch_index"], "counts": counts,
+                    "epoch": final["epoch"], "stopped_at": run.get("stopped_at"),
                     "test": {d: round(100 * q[d]["test_accuracy"], 2) for d in DATASETS},
                     "supernet_val_accuracy": final["supernet_val_accuracy"],
                     "collapsed": counts["skip"] + counts["none"] >= COLLAPSE_EDGES
@@ -177,7 +187,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for r in runs:
         groups.setdefault(f"{r['settings']['guard']}@{r['settings']['epochs']}ep", []).append(r)
     out = {}
-    for name, rs in sorted(groups.items(), key=lambda kv: (kv[1][0]["settings"]["epochs"], kv[0])):
+    for name, rs in sorted(groups.items(), key=lambda kv: (kv[1][0]["settings"]["epochs"],
+                                                            _guard_rank(kv[1][0]["settings"]["guard"]))):
         f = [r["final"] for r in rs]
         out[name] = {
             "guard": rs[0]["settings"]["guard"], "epochs": rs[0]["settings"]["epochs"],
@@ -186,6 +197,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_counts": {k: round(statistics.fmean(x["counts"][k] for x in f), 2) for k in f[0]["counts"]},
             "supernet_val_accuracy": _stats([x["supernet_val_accuracy"] for x in f]),
             "collapsed_runs": sum(x["collapsed"] for x in f), "any_collapsed": any(x["collapsed"] for x in f),
+            "stopped_runs": sum(x.get("stopped_at") is not None for x in f),
+            "mean_epochs_trained": round(statistics.fmean(len(r["epochs"]) for r in rs), 2),
+            "search_seconds": _stats([r["seconds"] for r in rs]),
         }
     return out
 
@@ -193,32 +207,41 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     """The README tables: summary per guard, every final cell, references."""
     lines = ["| guard | epochs | seeds | C10 test % | C100 test % | IN16 test % | skip / none / conv / pool (of 6) "
-             "| supernet val % | collapsed |", "|---|---|---|---|---|---|---|---|---|"]
+             "| supernet val % | collapsed | stopped early |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in result["summary"].values():
         c = s["mean_counts"]
+        stopped = f"{s['stopped_runs']}/{len(s['seeds'])} ({s['mean_epochs_trained']:g} ep)" if "early-stop" in \
+            s["guard"] else "–"
         lines.append(f"| {s['guard']} | {s['epochs']} | {len(s['seeds'])} | {_pm(s['test']['cifar10'])} | "
                      f"{_pm(s['test']['cifar100'])} | {_pm(s['test']['imagenet16'])} | "
                      f"{c['skip']} / {c['none']} / {c['conv']} / {c['pool']} | {_pm(s['supernet_val_accuracy'])} | "
-                     f"{s['collapsed_runs']}/{len(s['seeds'])} |")
+                     f"{s['collapsed_runs']}/{len(s['seeds'])} | {stopped} |")
     rs = result["random_search"]
     lines.append(f"| random search, best of {rs['n']} by val (table) | – | {rs['seeds']} | {_pm(rs['cifar10'])} | "
-                 f"{_pm(rs['cifar100'])} | {_pm(rs['imagenet16'])} | – | – | – |")
-    lines.append(f"| uniformly random cell (table mean) | – | – | {rs['uniform_cell_c10_test_mean']:.2f} | | | | | |")
+                 f"{_pm(rs['cifar100'])} | {_pm(rs['imagenet16'])} | – | – | – | – |")
+    lines.append(f"| uniformly random cell (table mean) | – | – | {rs['uniform_cell_c10_test_mean']:.2f} | | | | | | |")
     for name, ref in REFERENCE.items():
         lines.append(f"| {name} | | | {ref.get('cifar10', '–')} | {ref.get('cifar100', '–')} | "
-                     f"{ref.get('imagenet16', '–')} | | | |")
-    lines += ["", "| guard | epochs | seed | final cell | skip / none / conv / pool | C10 test % | percentile | "
-              "max p / margin | C10 test % by epoch |", "|---|---|---|---|---|---|---|---|---|"]
+                     f"{ref.get('imagenet16', '–')} | | | | |")
+    lines += ["", "| guard | epochs | seed | final cell (epoch) | skip / none / conv / pool | C10 test % | percentile | "
+              "max p / margin | C10 test % by epoch (* = dominated) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         f, st = r["final"], r["settings"]
         c = f["counts"]
-        traj = " ".join(f"{e['c10_test']:.0f}" for e in r["epochs"])
+        traj = " ".join(f"{e['c10_test']:.0f}" + ("*" if e.get("dominated") else "") for e in r["epochs"])
+        if f.get("stopped_at") is not None:
+            traj += f" (stopped at {f['stopped_at']})"
         arch = f["arch"].replace("|", "\\|")  # a pipe in a table cell, even in code, needs escaping
-        lines.append(f"| {st['guard']} | {st['epochs']} | {st['seed']} | `{arch}` | "
+        lines.append(f"| {st['guard']} | {st['epochs']} | {st['seed']} | `{arch}` ({f.get('epoch', len(r['epochs']) - 1)}) | "
                      f"{c['skip']} / {c['none']} / {c['conv']} / {c['pool']} | {f['test']['cifar10']:.2f} | "
                      f"{f['c10_test_percentile']} | {f['max_probability']:.3f} / {f['mean_argmax_margin']:.3f} | "
                      f"{traj} |")
     return "\n".join(lines)
+
+
+def _guard_rank(guard: str) -> int:
+    order = ["darts-minus", "none", "early-stop", "darts-minus+early-stop"]
+    return order.index(guard) if guard in order else len(order)
 
 
 def _environment() -> dict[str, Any]:
@@ -234,7 +257,10 @@ def _environment() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the searches in parallel, look the cells up, print JSON and markdown."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--guards", nargs="+", default=["darts-minus", "none"])
+    p.add_argument("--guards", nargs="+", default=["darts-minus", "none", "early-stop", "darts-minus+early-stop"],
+                   help=f"collapse guards, any of: {', '.join(COLLAPSE_GUARDS)}")
+    p.add_argument("--early-stop-edges", type=int, default=DartsConfig.early_stop_edges,
+                   help="early-stop guards: stop when parameter-free ops sit on >= K of the 6 edges (default %(default)s)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", nargs="+", type=int, default=[12], help="one setting per value")
     p.add_argument("--limit", type=int, default=1000, help="images per split (train for w, val for alpha)")
@@ -264,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             for seed in a.seeds:
                 settings = {"guard": guard, "seed": seed, "epochs": epochs, "limit": a.limit,
                             "batch_size": a.batch_size, "C": a.C, "N": a.N, "cifar": a.cifar.name}
+                if "early-stop" in guard:  # only these runs depend on K (older runs keep their keys)
+                    settings["early_stop_edges"] = a.early_stop_edges
                 tasks.append({**settings, "settings": settings, "cifar": str(a.cifar), "threads": a.threads,
                               "key": json.dumps(settings, sort_keys=True)})
     old: dict[str, dict[str, Any]] = {}
@@ -282,11 +310,19 @@ def main(argv: list[str] | None = None) -> int:
     bench = NB201(acc_csv)
     all_c10 = pd.read_csv(acc_csv, usecols=["c10_test_acc_200ep_mean"])["c10_test_acc_200ep_mean"].to_numpy()
     runs = [annotate(new[t["key"]] if t["key"] in new else old[t["key"]], bench, all_c10) for t in tasks]
+    asked = {t["key"] for t in tasks}
+    kept = [annotate(r, bench, all_c10) for k, r in old.items() if k not in asked]  # other settings stay in --out
+    runs = sorted(runs + kept, key=lambda r: (r["settings"]["epochs"], _guard_rank(r["settings"]["guard"]),
+                                              r["settings"]["seed"]))
     result = {
-        "config": {"guards": a.guards, "seeds": a.seeds, "epochs": a.epochs, "limit": a.limit,
+        "config": {"guards": sorted({r["settings"]["guard"] for r in runs}, key=_guard_rank),
+                   "seeds": sorted({r["settings"]["seed"] for r in runs}),
+                   "epochs": sorted({r["settings"]["epochs"] for r in runs}), "limit": a.limit,
                    "batch_size": a.batch_size, "C": a.C, "N": a.N, "workers": a.workers, "threads": a.threads,
+                   "early_stop_edges": a.early_stop_edges,
                    "cifar": str(a.cifar.name), "darts": {k: v for k, v in vars(DartsConfig()).items()
-                                                         if k not in ("epochs", "batch_size", "collapse_guard")},
+                                                         if k not in ("epochs", "batch_size", "collapse_guard",
+                                                                      "early_stop_edges")},
                    "collapse_rule": f">= {COLLAPSE_EDGES} of 6 edges skip_connect/none or C10 test < {COLLAPSE_ACC}%",
                    "environment": _environment()},
         "wall_seconds_this_invocation": round(time.perf_counter() - t0, 1),

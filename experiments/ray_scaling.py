@@ -28,8 +28,16 @@ by this script and timed separately, as are the workers' first start-up):
 Targets (from the issue): ray2/ray1 >= 1.8 on the 10 s trials; overhead <= 0.5 s per trial.
 The load average before and after is in the JSON: on a shared machine the numbers suffer.
 
+``--tune`` measures instead what Ray Tune costs per trial against Ray core, to choose the
+default: the same short trials (``--short``, 1 s) and no-op trials through ``local``,
+``ray1``/``ray2`` (``RayExecutor``) and ``tune1``/``tune2`` (``TuneExecutor`` with no
+scheduler, i.e. FIFO: the path ``--scheduler asha`` takes, without stopping anything), with
+per-trial overhead against local. Tune's start-up per search (its ``Tuner`` and driver
+thread) is timed separately, like Ray's. Written to ``experiments/results/ray_tune_vs_core.json``.
+
     python experiments/ray_scaling.py                 # ~3 min on an idle 2-core machine
     python experiments/ray_scaling.py --quick         # 2 s / 0.5 s trials, fewer of them
+    python experiments/ray_scaling.py --tune          # Tune vs core, ~2 min
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "experiments" / "results" / "ray_scaling.json"
+TUNE_OUT = REPO / "experiments" / "results" / "ray_tune_vs_core.json"
 SIZE = 256  # matrix side of one unit of work
 
 
@@ -122,19 +131,30 @@ def run(executor_kind: str, workers: int, units: int, n: int, folder: Path, tag:
     """One search of ``n`` trials; wall time and the trials' own work."""
     from nasbench._spaces import load_space
     from nasbench.objectives import Objectives
-    from nasbench.runner import RayExecutor, StudyRecorder, run_search
+    from nasbench.runner import RayExecutor, StudyRecorder, TuneExecutor, run_search
     from nasbench.strategies import RandomStrategy
 
     space, acc = load_space("nb201"), Objectives.parse("accuracy")
     evaluator = BusyEvaluator(units)
     recorder = StudyRecorder(f"sqlite:///{folder / 'scaling.db'}", tag, space, acc, {"strategy": "random"})
     recorder.history()
-    executor = RayExecutor(evaluator, workers=workers, cpus_per_trial=1) if executor_kind == "ray" else None
-    if executor is not None:
+    executor: Any = None
+    startup = 0.0
+    if executor_kind == "ray":
+        executor = RayExecutor(evaluator, workers=workers, cpus_per_trial=1)
         executor.start()  # joins the running Ray and ships the evaluator; not part of a trial's cost
+    elif executor_kind == "tune":
+        executor = TuneExecutor(evaluator, scheduler="fifo", workers=workers, cpus_per_trial=1)
+        executor.start()
+        t0 = time.perf_counter()
+        executor.launch()  # Tune's Tuner and driver thread: once per search, timed apart
+        startup = time.perf_counter() - t0
+    last: list[float] = []
     t0 = time.perf_counter()
-    summary = run_search(RandomStrategy(space, acc, seed=0), evaluator, recorder, budget=n, seed=0, executor=executor)
-    wall = time.perf_counter() - t0
+    summary = run_search(RandomStrategy(space, acc, seed=0), evaluator, recorder, budget=n, seed=0, executor=executor,
+                         on_trial=lambda rec, k: last.append(time.perf_counter()))
+    end = time.perf_counter()
+    wall = last[-1] - t0  # to the last trial recorded: the executor's shutdown is per search, not per trial
     works = [r.evaluation.metrics["work_s"] for r in summary.new]
     cpus = [r.evaluation.metrics["work_cpu_s"] for r in summary.new]
     assert len(works) == n and all(r.evaluation.ok for r in summary.new), "every trial must complete"
@@ -142,6 +162,11 @@ def run(executor_kind: str, workers: int, units: int, n: int, folder: Path, tag:
            "trials_per_hour": round(n / wall * 3600, 1), "work_s_total": round(sum(works), 3),
            "work_s_mean": round(sum(works) / n, 3),
            "core_share": round(sum(cpus) / sum(works), 3) if sum(works) > 0.05 else None}
+    if n > 1:  # start-up paid by the first trials vs the pace once running (for Tune: its trial actors start)
+        out["first_trial_s"] = round(last[0] - t0, 3)
+        out["then_s_per_trial"] = round((last[-1] - last[0]) / (n - 1), 4)
+    if executor_kind == "tune":
+        out["tune_startup_s"], out["tune_shutdown_s"] = round(startup, 3), round(end - last[-1], 3)
     logging.info("%s: %s", tag, out)
     return out
 
@@ -150,11 +175,7 @@ def scenario(name: str, seconds: float, n: int, rate: float, folder: Path, repea
     """local, ray1 and ray2 on ``n`` trials of about ``seconds`` each; ``repeats`` rounds in rotated order."""
     units = max(1, round(seconds * rate)) if seconds > 0 else 0
     configs = {"local": ("local", 1), "ray1": ("ray", 1), "ray2": ("ray", 2)}
-    rounds: dict[str, list[dict[str, Any]]] = {k: [] for k in configs}
-    for r in range(repeats):  # rotating the order spreads a changing machine load over all three
-        names = list(configs)[r % 3:] + list(configs)[: r % 3]
-        for k in names:
-            rounds[k].append(run(*configs[k], units, n, folder, f"{name}-{k}-{r}"))
+    rounds = rotated_rounds(configs, units, n, folder, name, repeats)
     best = {k: min(v, key=lambda x: x["wall_s"]) for k, v in rounds.items()}  # least disturbed round
     wall = {k: best[k]["wall_s"] for k in configs}
     return {
@@ -168,6 +189,103 @@ def scenario(name: str, seconds: float, n: int, rate: float, folder: Path, repea
     }
 
 
+def rotated_rounds(configs: dict[str, tuple[str, int]], units: int, n: int, folder: Path, name: str,
+                   repeats: int) -> dict[str, list[dict[str, Any]]]:
+    """``repeats`` rounds of every configuration; rotating the order spreads a changing load over all."""
+    rounds: dict[str, list[dict[str, Any]]] = {k: [] for k in configs}
+    for r in range(repeats):
+        names = list(configs)[r % len(configs):] + list(configs)[: r % len(configs)]
+        for k in names:
+            rounds[k].append(run(*configs[k], units, n, folder, f"{name}-{k}-{r}"))
+    return rounds
+
+
+def tune_scenario(name: str, seconds: float, n: int, rate: float, folder: Path, repeats: int) -> dict[str, Any]:
+    """local, Ray core and Ray Tune (FIFO) with 1 and 2 workers on ``n`` trials of about ``seconds`` each."""
+    units = max(1, round(seconds * rate)) if seconds > 0 else 0
+    configs = {"local": ("local", 1), "ray1": ("ray", 1), "tune1": ("tune", 1), "ray2": ("ray", 2),
+               "tune2": ("tune", 2)}
+    rounds = rotated_rounds(configs, units, n, folder, name, repeats)
+    best = {k: min(v, key=lambda x: x["wall_s"]) for k, v in rounds.items()}
+    wall = {k: best[k]["wall_s"] for k in configs}
+    return {
+        "target_trial_s": seconds, "units_per_trial": units, **best,
+        "overhead_vs_local_s_per_trial": {k: round((wall[k] - wall["local"]) / n, 4) for k in ("ray1", "tune1")},
+        # Once the first trial is back: the marginal cost of one more trial, start-up excluded.
+        "steady_overhead_vs_local_s_per_trial": {
+            k: round(best[k]["then_s_per_trial"] - best["local"]["then_s_per_trial"], 4) for k in ("ray1", "tune1")},
+        "first_trial_extra_s_vs_local": {
+            k: round(best[k]["first_trial_s"] - best["local"]["first_trial_s"], 3) for k in configs if k != "local"},
+        "wall_minus_work_s_per_trial": {k: round((b["wall_s"] - b["work_s_total"] / b["workers"]) / n, 4)
+                                        for k, b in best.items()},
+        "tune_over_core_wall": {"1_worker": round(wall["tune1"] / wall["ray1"], 3),
+                                "2_workers": round(wall["tune2"] / wall["ray2"], 3)},
+        "all_rounds_wall_s": {k: [x["wall_s"] for x in v] for k, v in rounds.items()},
+    }
+
+
+def main_tune(args: argparse.Namespace) -> int:
+    """``--tune``: Ray Tune against Ray core on short and no-op trials; JSON to ``ray_tune_vs_core.json``."""
+    import subprocess
+
+    import ray
+
+    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    load_before = os.getloadavg()
+    rate = calibrate()
+    logging.info("calibrated: %.1f units/s on one thread", rate)
+    t0 = time.perf_counter()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    ray_start = time.perf_counter() - t0
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            t0 = time.perf_counter()
+            run("ray", 2, 0, 2, folder, "warmup-core")  # starts both workers, imports torch there
+            run("tune", 2, 0, 2, folder, "warmup-tune")
+            warmup = time.perf_counter() - t0
+            noop = tune_scenario("noop", 0.0, args.n_noop, rate, folder, args.repeats)
+            short = tune_scenario("short", args.short, args.n_short, rate, folder, args.repeats)
+    finally:
+        ray.shutdown()
+    report = {
+        "experiment": "ray_tune_vs_core",
+        "command": "python experiments/ray_scaling.py --tune " + " ".join(
+            f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("short", "n_short", "n_noop", "repeats")),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+                    "ray": ray.__version__, "uptime_before": uptime_before,
+                    "uptime_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+                    "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "work": f"{SIZE}x{SIZE} float32 matmul+tanh per unit, one torch thread per trial",
+        "calibrated_units_per_s": round(rate, 2), "ray_init_s": round(ray_start, 2),
+        "first_trials_warmup_s": round(warmup, 2),
+        "tune_startup_s_per_search": {k: short[k]["tune_startup_s"] for k in ("tune1", "tune2")},
+        "short": short, "noop": noop,
+        "summary": {
+            "overhead_s_per_trial_vs_local": {"core": short["overhead_vs_local_s_per_trial"]["ray1"],
+                                              "tune": short["overhead_vs_local_s_per_trial"]["tune1"],
+                                              "core_noop": noop["overhead_vs_local_s_per_trial"]["ray1"],
+                                              "tune_noop": noop["overhead_vs_local_s_per_trial"]["tune1"]},
+            "steady_overhead_s_per_trial_vs_local": {
+                "core": short["steady_overhead_vs_local_s_per_trial"]["ray1"],
+                "tune": short["steady_overhead_vs_local_s_per_trial"]["tune1"],
+                "core_noop": noop["steady_overhead_vs_local_s_per_trial"]["ray1"],
+                "tune_noop": noop["steady_overhead_vs_local_s_per_trial"]["tune1"]},
+            "first_trial_extra_s_vs_local_short": short["first_trial_extra_s_vs_local"],
+            "trials_per_hour_short": {k: short[k]["trials_per_hour"] for k in ("local", "ray1", "tune1", "ray2",
+                                                                                 "tune2")},
+        },
+    }
+    text = json.dumps(report, indent=1)
+    out = args.out or TUNE_OUT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--long", type=float, default=10.0, help="seconds of a long trial (default 10)")
@@ -177,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--n-noop", type=int, default=20, help="no-op trials per run (default 20)")
     ap.add_argument("--repeats", type=int, default=1, help="rounds per configuration, best kept (default 1)")
     ap.add_argument("--quick", action="store_true", help="2 s and 0.5 s trials, 4 and 8 of them")
+    ap.add_argument("--tune", action="store_true", help="Ray Tune (FIFO) against Ray core instead (short and no-op "
+                    f"trials; default JSON {TUNE_OUT.relative_to(REPO)})")
     ap.add_argument("--out", type=Path, default=None, help=f"JSON path (default {DEFAULT_OUT.relative_to(REPO)})")
     args = ap.parse_args(argv)
     if args.quick:
@@ -187,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("nasbench").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance
+    if args.tune:
+        return main_tune(args)
     load_before = os.getloadavg()
     import ray
 

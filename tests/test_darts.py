@@ -77,9 +77,18 @@ def test_config_refuses_bad_values(changes: dict) -> None:
         DartsConfig(**changes)
 
 
-def test_unknown_guard_message_lists_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="darts-minus, none"):
+def test_unknown_guard_is_refused_with_one_line_listing_the_valid_ones() -> None:
+    with pytest.raises(ConfigError) as info:
         DartsConfig(collapse_guard="pc-darts")
+    message = str(info.value)
+    assert "\n" not in message and "'pc-darts'" in message
+    assert message.endswith("valid: darts-minus, early-stop, darts-minus+early-stop, none")
+
+
+@pytest.mark.parametrize("edges", [0, -1, 1.5, True])
+def test_early_stop_edges_must_be_a_whole_number_of_at_least_one(edges) -> None:  # noqa: ANN001
+    with pytest.raises(ConfigError, match="early-stop edges"):
+        DartsConfig(early_stop_edges=edges)
 
 
 def test_latency_terms_need_a_predictor(data: DatasetSplits) -> None:
@@ -290,6 +299,120 @@ def test_aux_skip_reaches_the_mixed_ops_during_training(data: DatasetSplits) -> 
                 m.register_forward_pre_hook(lambda mod, args: betas.add(args[2]))
     search.train_epoch()
     assert betas == {0.7}
+
+
+# -- early stop (DARTS+): parameter-free ops dominating the derived cell -----------------------
+
+#: Argmax op per T201 edge (e0-1, e0-2, e1-2) for each epoch; none and skip_connect are parameter-free.
+CONV, SKIP, NONE = "nor_conv_3x3", "skip_connect", "none"
+SCRIPT = [
+    (SKIP, NONE, SKIP),  # epoch 0: dominated (3 >= 2) before any clean cell: not yet collapse
+    (CONV, CONV, SKIP),  # epoch 1: 1 parameter-free edge: the guard arms
+    (CONV, CONV, CONV),  # epoch 2: 0
+    (SKIP, CONV, NONE),  # epoch 3: 2 >= 2: collapse, stop; the answer is epoch 2's cell
+    (CONV, CONV, CONV),  # never reached with the guard
+]
+
+
+def hand_alphas(search: DartsSearch, ops: tuple[str, str, str]) -> None:
+    """Alphas of T201 with ``ops`` the clear argmax of each edge (alpha_lr ~0 keeps them there)."""
+    names = search.net.op_names("cell")
+    with torch.no_grad():
+        a = search.net.alphas["cell"]
+        a.zero_()
+        for e, op in enumerate(ops):
+            a[e, names.index(op)] = 3.0
+
+
+def scripted_run(search: DartsSearch, script=SCRIPT, checkpoint=None) -> list:  # noqa: ANN001
+    """``search.run`` with the alphas of ``script[epoch]`` set before each epoch."""
+    hand_alphas(search, script[search.epoch])
+    return search.run(lambda r: hand_alphas(search, script[min(r.epoch + 1, len(script) - 1)]), checkpoint)
+
+
+def guarded(guard: str = "early-stop", **changes) -> DartsConfig:  # noqa: ANN003
+    return config(**{"epochs": len(SCRIPT), "collapse_guard": guard, "alpha_lr": 1e-12, "early_stop_edges": 2,
+                     **changes})
+
+
+@pytest.mark.parametrize("guard", ["early-stop", "darts-minus+early-stop"])
+def test_early_stop_triggers_on_domination_and_returns_the_pre_domination_genome(guard, data, caplog) -> None:  # noqa: ANN001
+    caplog.set_level(logging.WARNING, logger="nasbench.strategies._darts")
+    search = DartsSearch(T201, data, guarded(guard))
+    reports = scripted_run(search)
+    assert [tuple(r.genome.values[k] for k in ("cell.e0-1", "cell.e0-2", "cell.e1-2")) for r in reports] == SCRIPT[:4]
+    assert [r.parameter_free_edges for r in reports] == [{"cell": 3}, {"cell": 1}, {"cell": 0}, {"cell": 2}]
+    assert [r.dominated for r in reports] == [True, False, False, True]
+    assert search.stopped_at == 3 and search.finished and search.epoch == 4 < search.config.epochs
+    assert search.result is search.history[2] and search.result.genome.values["cell.e0-1"] == CONV
+    assert "early stop at epoch 3" in caplog.text and "result: epoch 2" in caplog.text
+    assert (reports[0].aux_skip > 0) == (guard == "darts-minus+early-stop")
+    assert search.run() == []
+    with pytest.raises(NasbenchError, match="stopped early at epoch 3.*epoch 2's genome"):
+        search.train_epoch()
+
+
+def test_without_the_early_stop_guard_the_search_runs_every_epoch(data: DatasetSplits) -> None:
+    search = DartsSearch(T201, data, guarded("darts-minus"))
+    reports = scripted_run(search)
+    assert len(reports) == len(SCRIPT) and search.stopped_at is None
+    assert [r.dominated for r in reports] == [True, False, False, True, False]  # still reported
+    assert search.result is search.history[-1]
+
+
+def test_a_cell_dominated_from_the_first_epoch_never_arms_the_stop(data: DatasetSplits, caplog) -> None:  # noqa: ANN001
+    caplog.set_level(logging.WARNING, logger="nasbench.strategies._darts")
+    script = [(SKIP, NONE, CONV), (SKIP, SKIP, SKIP), (NONE, CONV, SKIP)]
+    search = DartsSearch(T201, data, guarded(epochs=3))
+    assert len(scripted_run(search, script)) == 3 and search.stopped_at is None
+    assert search.result is search.history[-1]
+    assert "never armed" in caplog.text
+
+
+def test_resuming_a_stopped_search_does_not_train_further(data: DatasetSplits, tmp_path: Path) -> None:
+    ck = tmp_path / "darts.pt"
+    first = DartsSearch(T201, data, guarded())
+    scripted_run(first, checkpoint=ck)
+    again = DartsSearch(T201, data, guarded())
+    assert again.load(ck)
+    assert again.stopped_at == 3 and again.epoch == 4 and again.finished
+    assert again.result.epoch == 2 and again.result.genome == first.result.genome
+    before = params(again.net)
+    assert again.run(checkpoint=ck) == []
+    assert same(params(again.net), before)
+    with pytest.raises(NasbenchError, match="stopped early"):
+        again.train_epoch()
+    assert [h.dominated for h in again.history] == [True, False, False, True]
+
+
+def test_a_checkpoint_from_before_the_early_stop_settings_still_loads(data: DatasetSplits) -> None:
+    old = DartsSearch(T201, data, config())
+    old.train_epoch()
+    state = old.state_dict()
+    del state["stopped_at"], state["config"]["early_stop_edges"]
+    for h in state["history"]:
+        del h["parameter_free_edges"], h["dominated"]
+    new = DartsSearch(T201, data, config())
+    new.load_state_dict(state)
+    assert new.epoch == 1 and new.stopped_at is None and not new.finished
+    with pytest.raises(ConfigError, match="other hyperparameters"):  # a non-default value is not assumed
+        DartsSearch(T201, data, config(early_stop_edges=5)).load_state_dict(state)
+
+
+def test_early_stop_watches_normal_cells_only(data: DatasetSplits) -> None:
+    """TDARTS: skip and max_pool are parameter-free; 4 derived edges per cell, limit 3."""
+    def dominated(normal: str, reduce: str) -> tuple[bool, dict[str, int]]:
+        search = DartsSearch(TDARTS, data, config(epochs=1, alpha_lr=1e-12, collapse_guard="early-stop"))
+        with torch.no_grad():
+            for kind, op in (("normal", normal), ("reduce", reduce)):
+                a = search.net.alphas[kind]
+                a.zero_()
+                a[:, search.net.op_names(kind).index(op)] = 3.0
+        r = search.train_epoch()
+        return r.dominated, r.parameter_free_edges
+
+    assert dominated("sep_conv_3x3", "max_pool_3x3") == (False, {"normal": 0, "reduce": 4})
+    assert dominated("skip", "sep_conv_3x3") == (True, {"normal": 4, "reduce": 0})
 
 
 # -- latency-aware loss -----------------------------------------------------------------------
@@ -503,7 +626,10 @@ def test_cli_darts_search_end_to_end_then_resume(workdir: Path, capsys, caplog) 
     study = optuna.load_study(study_name="tcli-digits-darts", storage=f"sqlite:///{workdir / 'nasbench.db'}")
     strategies = [t.user_attrs["strategy"] for t in study.trials]
     assert strategies == ["darts", "darts", "darts-retrain"]
-    assert study.trials[-1].user_attrs["genome_hash"] == study.trials[1].user_attrs["genome_hash"]
+    # the retrained genome is the search's answer: the last epoch, or the last before an early stop
+    stopped = torch.load(workdir / ".nasbench" / "tcli-digits-darts.darts.pt", weights_only=True)["stopped_at"]
+    answer = 1 if stopped is None else stopped - 1
+    assert study.trials[-1].user_attrs["genome_hash"] == study.trials[answer].user_attrs["genome_hash"]
     assert study.trials[-1].user_attrs["genome_hash"] in json.dumps(best)
     assert (workdir / ".nasbench" / "tcli-digits-darts.darts.pt").is_file()
 

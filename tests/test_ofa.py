@@ -271,3 +271,33 @@ def test_cli_ofa_search_trains_evolves_exports_with_weights_and_resumes(tmp_path
 def space_build_weight(arch) -> torch.Tensor:  # noqa: ANN001
     """The stem weight of a freshly initialized model of the same architecture."""
     return arch.build(load_weights=False).stem.conv.weight
+
+
+@pytest.mark.slow
+def test_cli_ofa_supernet_trains_in_a_ray_actor_like_in_process(tmp_path, monkeypatch, capsys):
+    from nasbench.data import load_dataset
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.py").write_text(TINY_SPACE_SOURCE)
+    code, out, err = run_main(["search", "--strategy", "ofa", "--space", "tiny.py", "--ofa-phases", "full:1,kernel:1",
+                               "--limit", "256", "--budget", "3", "--population", "3", "--tournament", "2",
+                               "--executor", "ray", "--cpus-per-trial", "1", "--storage", "sqlite:///s.db",
+                               "--study", "r"], capsys)
+    assert code == 0, out + err
+    assert "on Ray" in out
+    local = OFATrainer(tiny_space(), load_dataset("digits", seed=0, limit=256),
+                       OFAConfig(phases=(("full", 1), ("kernel", 1))), seed=0)
+    local.run()
+    remote = OFATrainer(tiny_space(), local.data, local.config, seed=0)
+    assert remote.load(tmp_path / ".nasbench" / "r.ofa.pt") and remote.done
+    for (k, a), b in zip(local.net.state_dict().items(), remote.net.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+    assert nasbench_trials(tmp_path / "s.db", "r") == 3
+
+
+def nasbench_trials(db, study: str) -> int:  # noqa: ANN001
+    """Complete trials in a study file."""
+    from nasbench.runner import open_study
+
+    return sum(t.state.name == "COMPLETE" for t in open_study(f"sqlite:///{db}", study).get_trials())

@@ -6,6 +6,7 @@ inputs, so every supernet here builds and runs in milliseconds on one thread.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 
@@ -168,6 +169,60 @@ def test_mixed_op_is_the_weighted_sum_of_its_live_ops(stride: int) -> None:
     assert calls == []
 
 
+#: Every kind of fused plan and the generic fallback: NB201's ops plus DARTS's (stride 2 turns
+#: skip into FactorizedReduce, a plain module).
+FUSED_CANDIDATES = [("none", "zero", {}), ("skip", "skip", {}), ("c1", "relu_conv_bn_1x1", {}),
+                    ("c3", "relu_conv_bn_3x3", {}), ("avg", "avg_pool_3x3", {}), ("max", "max_pool_3x3", {}),
+                    ("sep", "sep_conv_3x3", {}), ("dil", "dil_conv_3x3", {}), ("c5", "relu_conv_bn", {"kernel_size": 5})]
+
+
+def test_fast_paths_apply_to_the_nb201_and_darts_ops() -> None:
+    op = MixedOp(4, 1, FUSED_CANDIDATES)
+    plans = [(p.kind, p.relu_head, p.bn is not None) for p in op.plans]
+    assert plans == [("zero", False, False), ("identity", False, False), ("sequence", True, True),
+                     ("sequence", True, True), ("avg_pool", False, False), ("module", False, False),
+                     ("module", False, False), ("sequence", True, True), ("sequence", True, True)]
+    assert MixedOp(4, 2, FUSED_CANDIDATES).plans[1].kind == "module"  # FactorizedReduce
+
+
+@pytest.mark.parametrize(("stride", "channels_last", "training"),
+                         [(1, False, True), (2, False, True), (1, True, True), (2, True, True), (1, False, False)],
+                         ids=["s1", "s2", "s1-nhwc", "s2-nhwc", "s1-eval"])
+def test_fused_mixed_op_equals_the_naive_weighted_sum(stride: int, channels_last: bool, training: bool) -> None:
+    """Outputs, gradients (input, weights, every parameter) and BN statistics match ``Σ w_i · op_i(x)``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        fused = MixedOp(4, stride, FUSED_CANDIDATES).double().train(training)
+    naive = copy.deepcopy(fused)
+    naive.fused = False
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fused.to(memory_format=fmt)
+    outs, grads = [], []
+    for op in (fused, naive):
+        x = randn(3, 4, 9, 9, seed=2).double().contiguous(memory_format=fmt).requires_grad_()  # odd size: borders
+        w = torch.softmax(randn(len(FUSED_CANDIDATES), seed=1).double(), -1).requires_grad_()
+        out = op(x, w, 0.3)
+        (out * randn(*out.shape, seed=3).double()).sum().backward()
+        outs.append(out)
+        grads.append([x.grad, w.grad] + [p.grad for p in op.parameters()])
+    assert outs[0].shape == (3, 4, 5 if stride == 2 else 9, 5 if stride == 2 else 9)
+    torch.testing.assert_close(outs[0], outs[1])
+    assert float(grads[1][1][0]) == 0.0  # 'none' gets no gradient either way
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+    for (name, a), b in zip(fused.state_dict().items(), naive.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)  # running means/variances and batch counters
+
+
+def test_channels_last_supernet_gives_the_same_logits_and_state() -> None:
+    nets = [supernet(space) for space in (T201, T201)]
+    nets[1].set_channels_last(True)
+    x = randn(4, *INPUT)
+    assert nets[1](x).is_contiguous(memory_format=torch.contiguous_format)  # logits are 2-D either way
+    torch.testing.assert_close(nets[0](x), nets[1](x), rtol=1e-5, atol=1e-5)
+    assert list(nets[0].state_dict()) == list(nets[1].state_dict())
+
+
 def test_aux_skip_adds_beta_x_on_stride_one_only() -> None:
     w = torch.softmax(randn(4, seed=1), -1)
     x = randn(2, 4, 8, 8)
@@ -306,6 +361,30 @@ def test_derive_from_random_alphas_gives_valid_genomes_without_none(seed: int) -
     genome = net.derive()
     assert "none" not in genome.values.values()
     check_builds(TDARTS, genome)
+
+
+def test_parameter_free_ops_are_those_without_parameters_on_a_stride_one_edge() -> None:
+    assert supernet(T201).parameter_free_ops("cell") == ["none", "skip_connect"]
+    net = supernet(TDARTS)
+    assert net.reduction_cells == {"reduce"}
+    # skip is FactorizedReduce (a conv) on the reduce cell's stride-2 edges, parameter-free on its stride-1 edge
+    assert net.parameter_free_ops("reduce") == net.parameter_free_ops("normal") == ["skip", "max_pool_3x3", "none"]
+    nb201 = CellSupernet(load_space("nb201"), 10, INPUT)
+    assert nb201.parameter_free_ops("cell") == ["none", "skip_connect", "avg_pool_3x3"] and not nb201.reduction_cells
+    with pytest.raises(ConfigError, match="no cell 'bogus'"):
+        net.parameter_free_ops("bogus")
+
+
+def test_parameter_free_edges_counts_derived_edges_per_cell() -> None:
+    net = supernet(T201)
+    genome = T201.genome({"cell.e0-1": "none", "cell.e0-2": "nor_conv_3x3", "cell.e1-2": "skip_connect"})
+    assert net.parameter_free_edges(genome) == {"cell": 2}
+    net = supernet(TDARTS)
+    values = {"normal.n2.inputs": "0+1", "normal.n2.op0": "skip", "normal.n2.op1": "conv_5x5",
+              "normal.n3.inputs": "1+2", "normal.n3.op0": "max_pool_3x3", "normal.n3.op1": "skip",
+              "reduce.n2.inputs": "0+1", "reduce.n2.op0": "conv_5x5", "reduce.n2.op1": "conv_5x5",
+              "reduce.n3.inputs": "0+2", "reduce.n3.op0": "max_pool_3x3", "reduce.n3.op1": "conv_5x5"}
+    assert net.parameter_free_edges(TDARTS.genome(values)) == {"normal": 3, "reduce": 1}
 
 
 def test_supernet_refuses_a_macro_space(tiny_space) -> None:  # noqa: ANN001

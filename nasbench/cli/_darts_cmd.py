@@ -5,17 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from nasbench.cli._shared import console
+from nasbench.cli._shared import console, search_progress
 
 __all__ = ["add_arguments", "run"]
 
@@ -28,7 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alpha-lr", type=float, default=3e-4, help="architecture (alpha) Adam learning rate")
     g.add_argument("--alpha-weight-decay", type=float, default=1e-3)
     g.add_argument("--unrolled", action="store_true", help="second-order DARTS (one unrolled weight step)")
-    g.add_argument("--collapse-guard", default="darts-minus", help="darts-minus (default: decaying auxiliary skip) | none")
+    g.add_argument("--collapse-guard", default="darts-minus+early-stop",
+                   help="darts-minus+early-stop (default): DARTS-'s decaying auxiliary skip, and stop once "
+                        "parameter-free ops take over the cell | darts-minus | early-stop: DARTS+, stop once "
+                        "none/skip/pool sit on >= --early-stop-edges derived edges of a normal cell after a cell "
+                        "below that was found; the answer is the last cell before | none")
+    g.add_argument("--early-stop-edges", type=int, default=3,
+                   help="with an early-stop guard: parameter-free edges (none, skip, pooling) of a normal cell "
+                        "that count as collapse (NB201: 6 edges, DARTS: 8; default 3)")
     g.add_argument("--aux-skip", type=float, default=1.0, help="initial weight of DARTS-'s auxiliary skip")
     g.add_argument("--latency-weight", type=float, default=0.0, help="λ of L_val + λ·E[latency] (needs --latency-profile)")
     g.add_argument("--retrain-epochs", type=float, default=4.0, help="retrain the derived genome from scratch (0: skip)")
@@ -38,13 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run a DARTS search from parsed ``nasbench search`` arguments."""
     from nasbench._spaces import load_space
-    from nasbench.cli._study_cmds import export_trial
-    from nasbench.cli._tables import trials_table
-    from nasbench.data import load_dataset, parse_spec
+    from nasbench.data import load_dataset
     from nasbench.errors import ConfigError
     from nasbench.objectives import Objectives
-    from nasbench.runner import DEFAULT_STORAGE, StudyRecorder
-    from nasbench.runner._darts_run import plot_alphas, run_darts
     from nasbench.strategies._darts import DartsConfig, DartsSearch
     from nasbench.train import TrainConfig, resolve_device
 
@@ -61,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     config = DartsConfig(epochs=epochs, batch_size=args.batch_size, w_lr=args.w_lr, w_weight_decay=args.w_weight_decay,
                          alpha_lr=args.alpha_lr, alpha_weight_decay=args.alpha_weight_decay, unrolled=args.unrolled,
                          collapse_guard=args.collapse_guard, aux_skip=args.aux_skip, latency_weight=args.latency_weight,
-                         max_latency_ms=args.max_latency_ms)
+                         max_latency_ms=args.max_latency_ms, early_stop_edges=args.early_stop_edges)
     spec = args.dataset or "digits"
     data = load_dataset(spec, seed=args.seed, limit=args.limit)
     predictor = None
@@ -71,10 +66,56 @@ def run(args: argparse.Namespace) -> int:
         predictor = _predictor(args.latency_profile, space)
     elif "latency" in objectives.names:
         raise ConfigError("DARTS with a latency objective needs --latency-profile PROFILE.json")
-    device = str(resolve_device(args.device))
-    search = DartsSearch(space, data, config, seed=args.seed, device=device, predictor=predictor)
     retrain = TrainConfig(epochs=args.retrain_epochs, batch_size=args.batch_size) if args.retrain_epochs > 0 else None
+    ray = ray_settings(args)
+    if ray is None:
+        device: str | None = str(resolve_device(args.device))
+        search = DartsSearch(space, data, config, seed=args.seed, device=device, predictor=predictor)
+        where = ""
+    else:  # the supernet trains in a Ray actor, started (or refused) before the study is touched
+        from nasbench.runner import DartsJob, RaySupernet
 
+        gpus = ray.get("gpus_per_trial", 0.0)
+        job = DartsJob(space, spec, config, seed=args.seed, limit=args.limit, predictor=predictor,
+                       device="cpu" if args.device == "auto" and not gpus else args.device)
+        search, device = RaySupernet(job, **ray), None
+        search.start()
+        where = f" on Ray ({search.cpus_per_trial:g} CPUs, {search.gpus_per_trial:g} GPUs)"
+    try:
+        return _search(args, search, space, data, spec, config, objectives, retrain, device, where)
+    finally:
+        if ray is not None:
+            search.shutdown()
+
+
+def ray_settings(args: argparse.Namespace, what: str = "DARTS") -> dict[str, Any] | None:
+    """RaySupernet keywords of the ``--executor ray`` flags (None: run in this process)."""
+    from nasbench.errors import ConfigError
+
+    flags = {"address": args.address, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
+             "max_retries": args.max_retries}
+    given = {k: v for k, v in flags.items() if v is not None}
+    if args.executor != "ray":
+        extra = next((k for k in ("workers", *flags) if getattr(args, k) is not None), None)
+        if extra is not None:
+            raise ConfigError(f"--{extra.replace('_', '-')} needs --executor ray")
+        return None
+    if args.workers is not None:
+        raise ConfigError(f"--workers does not apply to {what}: one Ray actor trains the supernet; "
+                          "size it with --cpus-per-trial and --gpus-per-trial")
+    return given
+
+
+def _search(args: argparse.Namespace, search: Any, space: Any, data: Any, spec: str, config: Any, objectives: Any,
+            retrain: Any, device: str | None, where: str) -> int:
+    """Record the search in the study, then print the table and write best.json and the heatmap."""
+    from nasbench.cli._study_cmds import export_trial
+    from nasbench.cli._tables import trials_table
+    from nasbench.data import parse_spec
+    from nasbench.runner import DEFAULT_STORAGE, StudyRecorder, redact
+    from nasbench.runner._darts_run import plot_alphas, run_darts
+
+    epochs = config.epochs
     storage = args.storage or DEFAULT_STORAGE
     study_name = args.study or "-".join([space.name, parse_spec(spec)[0], "darts", *objectives.names[1:]])
     settings = {"strategy": "darts", "seed": args.seed, "space_source": args.space or "nb201", "dataset": spec,
@@ -82,13 +123,11 @@ def run(args: argparse.Namespace) -> int:
                 "retrain_epochs": args.retrain_epochs, "latency_profile": args.latency_profile}
     recorder = StudyRecorder(storage, study_name, space, objectives, settings)
     checkpoint = Path(args.checkpoint or Path(".nasbench") / f"{study_name}.darts.pt")
-    console.print(f"study [bold]{study_name}[/] in {storage}: DARTS on {space.name} ({data.name}, "
+    console.print(f"study [bold]{study_name}[/] in {redact(storage)}: DARTS on {space.name} ({data.name}, "
                   f"{len(data.train_y)} train for weights / {len(data.val_y)} val for alpha), {epochs} epochs, "
-                  f"collapse guard {config.collapse_guard}, checkpoint {checkpoint}")
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("supernet val {task.fields[acc]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+                  f"collapse guard {config.collapse_guard}, checkpoint {checkpoint}{where}")
     interrupted = False
-    with Progress(*columns, console=console, disable=args.quiet) as progress:
+    with search_progress("supernet val {task.fields[acc]}", args.quiet) as progress:
         task = progress.add_task("epochs", total=epochs, acc="-")
 
         def on_epoch(report) -> None:  # noqa: ANN001
@@ -105,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     trials = [t for t in recorder.study.get_trials(deepcopy=False) if t.number in set(outcome.trials)]
     if trials:
         console.print(trials_table(trials[-5:], objectives.names, title=f"DARTS trials of {study_name} (latest)"))
-    best = recorder.study.get_trials(deepcopy=False)[-1]
+    best = [t for t in recorder.study.get_trials(deepcopy=False) if t.user_attrs.get("genome_hash") == outcome.genome.hash][-1]
     export_trial(best, space, args.out, num_classes=data.num_classes, input_shape=data.input_shape, study_name=study_name)
     png = plot_alphas(search, Path(args.out).with_name(Path(args.out).stem + "_alphas.png"))
     m = outcome.metrics

@@ -7,16 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from nasbench.cli._shared import console
+from nasbench.cli._shared import console, search_progress
 
 __all__ = ["add_arguments", "run"]
 
@@ -65,6 +56,7 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
         Constraints,
         StudyRecorder,
         pareto_trials,
+        redact,
         resume_seed,
         run_search,
     )
@@ -75,8 +67,9 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
         logging.getLogger("nasbench.data").setLevel(logging.WARNING)
     if args.benchmark:
         raise ConfigError("OFA trains a supernet; it cannot run on --benchmark tables (use --dataset)")
-    if args.executor != "local":
-        raise ConfigError("OFA supernet training runs in this process: drop --executor ray (use --device cuda)")
+    from nasbench.cli._darts_cmd import ray_settings
+
+    ray = ray_settings(args, "Once-for-All")
     objectives = Objectives.parse(args.objective)
     space = load_space(args.space or "mobilenetv3")
     constraints = Constraints(args.max_params, args.max_flops, args.max_latency_ms)
@@ -103,17 +96,33 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
                                              "lr": config.lr, "random_subnets": config.random_subnets},
                 "strategy_options": strategy_options, "constraints": constraints.to_dict(),
                 "latency_profile": args.latency_profile}
-    recorder = StudyRecorder(storage, study_name, space, objectives, settings)
     trainer = OFATrainer(space, data, config, seed=args.seed, device=device)
     trainer.load(checkpoint)
-    console.print(f"study [bold]{study_name}[/] in {storage}: Once-for-All on {space.name} ({data.name}, "
+    remote = None
+    if ray is not None and not trainer.done:  # train in one Ray actor; subnets are scored here afterwards
+        from nasbench.ofa import OFAJob
+        from nasbench.runner import RaySupernet
+
+        gpus = ray.get("gpus_per_trial", 0.0)
+        source = str(Path(args.space).resolve()) if args.space and Path(args.space).is_file() else args.space
+        job = OFAJob(source or "mobilenetv3", spec, config, seed=args.seed, limit=args.limit,
+                     device="cpu" if args.device == "auto" and not gpus else args.device)
+        remote = RaySupernet(job, **ray)
+        remote.start()
+        remote.load(checkpoint)
+    try:
+        recorder = StudyRecorder(storage, study_name, space, objectives, settings)
+    except BaseException:
+        if remote is not None:
+            remote.shutdown()
+        raise
+    where = f" on Ray ({remote.cpus_per_trial:g} CPUs, {remote.gpus_per_trial:g} GPUs)" if remote else ""
+    console.print(f"study [bold]{study_name}[/] in {redact(storage)}: Once-for-All on {space.name} ({data.name}, "
                   f"{len(data.train_y)} train / {len(data.val_y)} val), phases "
-                  f"{', '.join(f'{p}:{e}' for p, e in config.phases)}, supernet {checkpoint}")
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+                  f"{', '.join(f'{p}:{e}' for p, e in config.phases)}, supernet {checkpoint}{where}")
     history = recorder.history()
     interrupted = False
-    with Progress(*columns, console=console, disable=args.quiet) as progress:
+    with search_progress("{task.fields[info]}", args.quiet) as progress:
         if not trainer.done:
             task = progress.add_task("supernet epochs", total=config.epochs, completed=trainer.epoch, info="")
 
@@ -121,9 +130,16 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
                 progress.update(task, completed=r.epoch + 1, info=f"{r.phase}: val acc largest "
                                 f"{r.largest_val_accuracy:.3f} / smallest {r.smallest_val_accuracy:.3f}")
             try:
-                trainer.run(on_epoch, checkpoint=checkpoint)
+                if remote is None:
+                    trainer.run(on_epoch, checkpoint=checkpoint)
+                else:
+                    _train_remote(remote, checkpoint, on_epoch)
+                    trainer.load(checkpoint)
             except KeyboardInterrupt:
                 interrupted = True
+            finally:
+                if remote is not None:
+                    remote.shutdown()
         if not interrupted:
             strategy = create_strategy("evolution", space, objectives, resume_seed(args.seed, len(history)),
                                        **strategy_options)
@@ -160,3 +176,11 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
                           {**t.user_attrs, "study": study_name, "trial": t.number})
         console.print(f"wrote {len(front)} Pareto points with weights to {folder}/")
     return 0
+
+
+def _train_remote(remote: Any, checkpoint: Path, on_epoch: Any) -> None:
+    """Train the remaining epochs in the Ray actor; the driver writes the checkpoint after each."""
+    while not remote.finished:
+        report = remote.train_epoch()
+        remote.save(checkpoint)
+        on_epoch(report)

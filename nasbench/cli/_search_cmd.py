@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from nasbench.cli import _darts_cmd
+from nasbench.cli import _darts_cmd, _ofa_cmd
 from nasbench.cli._shared import console, positive_int
 from nasbench.cli._tables import trials_table
 
@@ -25,7 +25,7 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``search`` to the CLI."""
     p = sub.add_parser("search", help="search a space; every evaluated architecture is an Optuna trial")
-    p.add_argument("--strategy", default="evolution", help="random | tpe | nsga2 | evolution (default) | darts")
+    p.add_argument("--strategy", default="evolution", help="random | tpe | nsga2 | evolution (default) | darts | ofa")
     p.add_argument("--space", default=None,
                    help="built-in space name or .py file defining SPACE (default resnet; nb201 for darts)")
     p.add_argument("--dataset", default=None, help="NAME[:PATH]: digits (default, offline), cifar10[:PATH], "
@@ -77,12 +77,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with ray: GPUs per trial; 0.5 puts two trials on a GPU (default 0)")
     g.add_argument("--max-retries", type=int, default=None,
                    help="with ray: re-runs of a trial whose worker died before it counts as failed (default 2)")
+    g = p.add_argument_group("early stopping (with --executor ray; the scheduler is stored with the study)")
+    g.add_argument("--scheduler", choices=("none", "asha"), default=None,
+                   help="none (default): every trial trains all --epochs, as Ray core tasks; asha: Ray Tune's ASHA "
+                        "stops weak trials at rungs (recorded PRUNED with their accuracy per epoch)")
+    g.add_argument("--grace-epochs", type=positive_int, default=None,
+                   help="with asha: epochs every trial trains before it may be stopped (default 1)")
+    g.add_argument("--reduction-factor", type=float, default=None,
+                   help="with asha: about 1/F of the trials reaching a rung go on; rungs at grace x F^k (default 3)")
     _darts_cmd.add_arguments(p)
+    _ofa_cmd.add_arguments(p)
     p.set_defaults(handler=_search)
 
 
 def _strategy_options(args: argparse.Namespace) -> dict[str, Any]:
-    if args.strategy != "evolution":
+    if args.strategy not in ("evolution", "ofa"):  # OFA evolves subnets
         return {}
     return {"population_size": args.population, "tournament_size": args.tournament,
             "mutation_rate": args.mutation_rate, "crossover_rate": args.crossover_rate,
@@ -144,11 +153,31 @@ def _executor(args: argparse.Namespace, evaluator: Any) -> Any:
         if given:
             raise ConfigError(f"--{next(iter(given)).replace('_', '-')} needs --executor ray")
         return None
-    from nasbench.runner import RayExecutor
+    if args.scheduler == "asha":  # Ray Tune: it costs more per trial than core tasks, so only for ASHA
+        from nasbench.runner import TuneExecutor
 
-    executor = RayExecutor(evaluator, **given)
+        asha = {"grace_epochs": args.grace_epochs, "reduction_factor": args.reduction_factor}
+        executor = TuneExecutor(evaluator, scheduler="asha", **given, **{k: v for k, v in asha.items() if v is not None})
+    else:
+        from nasbench.runner import RayExecutor
+
+        executor = RayExecutor(evaluator, **given)
     executor.start()
     return executor
+
+
+def _check_scheduler(args: argparse.Namespace) -> None:
+    """Refuse --scheduler, --grace-epochs and --reduction-factor where they cannot apply."""
+    from nasbench.errors import ConfigError
+
+    if args.scheduler is not None and args.executor != "ray":
+        raise ConfigError("--scheduler needs --executor ray (ASHA runs the trials on Ray Tune)")
+    for flag, value in (("--grace-epochs", args.grace_epochs), ("--reduction-factor", args.reduction_factor)):
+        if value is not None and args.scheduler != "asha":
+            raise ConfigError(f"{flag} needs --scheduler asha")
+    if args.scheduler == "asha" and args.strategy in ("darts", "ofa"):
+        raise ConfigError(f"--scheduler asha stops the trials of sample-based strategies early; "
+                          f"{args.strategy} trains one supernet instead: drop --scheduler")
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -156,22 +185,22 @@ def _search(args: argparse.Namespace) -> int:
     from nasbench.objectives import Objectives
     from nasbench.runner import (
         DEFAULT_STORAGE,
+        PRUNED_KEY,
         Constraints,
         StudyRecorder,
         pareto_trials,
+        redact,
         resume_seed,
         run_search,
         top_trials,
     )
     from nasbench.strategies import STRATEGIES, create_strategy
 
-    if args.strategy == "darts":
-        if args.executor != "local":
-            from nasbench.errors import ConfigError
-
-            raise ConfigError("DARTS trains its supernet in this process; running it as a Ray task is not built "
-                              "yet: drop --executor ray (use --device cuda for a GPU)")
+    _check_scheduler(args)
+    if args.strategy == "darts":  # --executor ray: the supernet trains in one Ray actor
         return _darts_cmd.run(args)
+    if args.strategy == "ofa":
+        return _ofa_cmd.run(args, _strategy_options(args))
     args.space = args.space or "resnet"
     args.epochs = 4.0 if args.epochs is None else args.epochs
     if not args.debug:
@@ -190,14 +219,26 @@ def _search(args: argparse.Namespace) -> int:
     storage = args.storage or DEFAULT_STORAGE
     study_name = args.study or "-".join([space.name, dataset_name, args.strategy, *objectives.names[1:]])
     settings = {"strategy": args.strategy, "seed": args.seed, "space_source": args.space, **eval_settings,
-                "strategy_options": options, "constraints": constraints.to_dict()}
-    recorder = StudyRecorder(storage, study_name, space, objectives, settings)
-    history = recorder.history()
+                "strategy_options": options, "constraints": constraints.to_dict(),
+                # ASHA's pruned trials are not comparable with fully trained ones: no mixing in one study.
+                "scheduler": "asha" if args.scheduler == "asha" else None}
+    if args.scheduler == "asha":
+        from nasbench.runner import AshaRecorder
+
+        recorder = AshaRecorder(storage, study_name, space, objectives, settings)
+        history = recorder.history()
+        executor.prime(history)  # ASHA's rungs start with the stored learning curves
+    else:
+        recorder = StudyRecorder(storage, study_name, space, objectives, settings)
+        history = recorder.history()
     strategy = create_strategy(args.strategy, space, objectives, resume_seed(args.seed, len(history)), **options)
-    console.print(f"study [bold]{study_name}[/] in {storage}: space {space.name}, {described}, "
+    console.print(f"study [bold]{study_name}[/] in {redact(storage)}: space {space.name}, {described}, "
                   f"strategy {args.strategy}, objective {objectives}; {len(history)} of {args.budget} trials done")
 
-    best = {"acc": max((r.evaluation.values[0] for r in history if r.evaluation.ok), default=None)}
+    def trained(ev: Any) -> bool:  # fully trained (a trial ASHA stopped early does not compete for best)
+        return ev.ok and PRUNED_KEY not in ev.metrics
+
+    best = {"acc": max((r.evaluation.values[0] for r in history if trained(r.evaluation)), default=None)}
     columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=args.quiet) as progress:
@@ -205,10 +246,10 @@ def _search(args: argparse.Namespace) -> int:
                                  best=_fmt(best["acc"]))
 
         def on_trial(rec, finished):  # noqa: ANN001
-            if rec.evaluation.ok:
+            if trained(rec.evaluation):
                 acc = rec.evaluation.values[0]
                 best["acc"] = acc if best["acc"] is None else max(best["acc"], acc)
-            else:
+            elif not rec.evaluation.ok:
                 progress.console.print(f"[yellow]trial {rec.number} failed:[/] {rec.evaluation.failure}")
             progress.update(task, completed=min(finished, args.budget), best=_fmt(best["acc"]))
 
@@ -227,6 +268,9 @@ def _search(args: argparse.Namespace) -> int:
         _write_best(recorder, args, evaluator)
     else:
         console.print("no complete trial yet")
+    pruned = sum(PRUNED_KEY in r.evaluation.metrics for r in summary.new)
+    if args.scheduler == "asha":
+        console.print(f"ASHA stopped {pruned} of {len(summary.new)} new trials early (recorded PRUNED)")
     if summary.exhausted:
         console.print("[yellow]stopped early: the strategy kept proposing architectures already evaluated[/]")
     if summary.interrupted:

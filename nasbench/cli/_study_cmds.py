@@ -123,7 +123,7 @@ def _trials(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from nasbench.runner import DEFAULT_STORAGE, open_storage
+    from nasbench.runner import DEFAULT_STORAGE, open_storage, redact
 
     try:
         from optuna_dashboard import run_server
@@ -131,7 +131,7 @@ def _dashboard(args: argparse.Namespace) -> int:
         raise NasbenchError("optuna-dashboard is not installed; pip install 'nasbench[dashboard]' (or optuna-dashboard)") from None
     url = args.storage or DEFAULT_STORAGE
     storage = open_storage(url, create=False)
-    console.print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {url} (Ctrl-C stops)")
+    console.print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {redact(url)} (Ctrl-C stops)")
     run_server(storage, host=args.host, port=args.port)
     return 0
 

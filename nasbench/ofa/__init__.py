@@ -13,7 +13,14 @@ from nasbench.ofa._supernet import (
     sample_subnet,
     smallest_subnet,
 )
-from nasbench.ofa._train import OFAConfig, OFAEpoch, OFATrainer, calibration_batches, recalibrate_bn
+from nasbench.ofa._train import (
+    OFAConfig,
+    OFAEpoch,
+    OFAJob,
+    OFATrainer,
+    calibration_batches,
+    recalibrate_bn,
+)
 
 __all__ = [
     "ELASTIC_KINDS",
@@ -23,6 +30,7 @@ __all__ = [
     "ElasticSqueezeExcite",
     "OFAConfig",
     "OFAEpoch",
+    "OFAJob",
     "OFASupernet",
     "OFATrainer",
     "SubnetEvaluator",

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from nasbench.data import DatasetSplits
     from nasbench.space import Genome, MacroSpace
 
-__all__ = ["OFAConfig", "OFAEpoch", "OFATrainer", "recalibrate_bn", "calibration_batches"]
+__all__ = ["OFAConfig", "OFAEpoch", "OFAJob", "OFATrainer", "recalibrate_bn", "calibration_batches"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,11 @@ class OFATrainer:
     def done(self) -> bool:
         """Whether every phase has run."""
         return self.phase_index >= len(self.config.phases)
+
+    @property
+    def finished(self) -> bool:
+        """Same as ``done`` (the name ``RaySupernet`` asks for)."""
+        return self.done
 
     @property
     def phase(self) -> str:
@@ -323,3 +328,36 @@ class OFATrainer:
         self.load_state_dict(state)
         logger.info("resumed OFA supernet from %s: epoch %d, phase %s", path, self.epoch, self.phase)
         return True
+
+
+@dataclass(frozen=True)
+class OFAJob:
+    """An OFA supernet training described by picklable inputs; ``job()`` builds the trainer where it runs.
+
+    Used to train the supernet in a Ray actor (``nasbench.runner.RaySupernet``).
+
+    Args:
+        space: Built-in space name, ``.py`` file (must exist where the job runs) or a macro space.
+        dataset: Dataset spec, loaded where the job runs with ``seed`` and ``limit``.
+        config: Schedule and optimizer.
+        seed: Seed of the training and of the splits.
+        device: Torch device; ``"auto"`` is resolved where the job runs.
+        limit: Cap on every split.
+    """
+
+    space: Any
+    dataset: str
+    config: OFAConfig
+    seed: int = 0
+    device: str = "auto"
+    limit: int | None = None
+
+    def __call__(self) -> OFATrainer:
+        """Load the space and data and build the trainer."""
+        from nasbench._spaces import load_space
+        from nasbench.data import load_dataset
+        from nasbench.train import resolve_device
+
+        data = load_dataset(self.dataset, seed=self.seed, limit=self.limit)
+        return OFATrainer(load_space(self.space), data, self.config, seed=self.seed,
+                          device=str(resolve_device(self.device)))

@@ -103,14 +103,7 @@ class RayExecutor(Executor):
                  init_timeout: float = 10.0) -> None:
         if workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
-        if not cpus_per_trial > 0:
-            raise ConfigError(f"--cpus-per-trial must be > 0, got {cpus_per_trial:g}")
-        if not gpus_per_trial >= 0 or (gpus_per_trial > 1 and gpus_per_trial != int(gpus_per_trial)):
-            raise ConfigError(f"--gpus-per-trial must be a fraction below 1 or a whole number, got {gpus_per_trial:g}")
-        if max_retries < 0:
-            raise ConfigError(f"--max-retries must be >= 0, got {max_retries}")
-        if not init_timeout > 0:
-            raise ConfigError(f"init_timeout must be > 0, got {init_timeout:g}")
+        _check_settings(cpus_per_trial, gpus_per_trial, max_retries, init_timeout)
         self.evaluator = evaluator
         self.address = address
         self.slots = workers
@@ -133,15 +126,10 @@ class RayExecutor(Executor):
         """Start or join Ray, check that one trial fits, ship the evaluator (idempotent)."""
         if self._remote is not None:
             return
-        ray = _import_ray()
-        if self.address not in (None, "auto"):
-            _check_reachable(self.address, self.init_timeout)
-        if ray.is_initialized():
-            logger.info("using the Ray instance already initialised in this process")
-        else:
-            self._init(ray)
+        cpus = max(1, math.ceil(self.slots * self.cpus_per_trial))
+        ray, self._started_ray = _connect(self.address, self.init_timeout, cpus)
         try:
-            self._check_fits(ray)
+            _check_fits(ray, self.cpus_per_trial, self.gpus_per_trial, self._started_ray, slots=self.slots)
             try:
                 self._boxed = [ray.put(self.evaluator)]
             except Exception as exc:  # pickling errors have no common base
@@ -153,52 +141,6 @@ class RayExecutor(Executor):
         self._remote = ray.remote(_evaluate).options(
             num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial, max_retries=0, retry_exceptions=False,
             name="nasbench-trial")
-
-    def _init(self, ray: Any) -> None:
-        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-        if self.address is None:
-            cpus = max(1, math.ceil(self.slots * self.cpus_per_trial))
-            if cpus > (os.cpu_count() or 1):
-                logger.warning("%d workers x %g CPUs oversubscribe this machine's %d cores",
-                               self.slots, self.cpus_per_trial, os.cpu_count() or 1)
-            ray.init(address="local", num_cpus=cpus, **quiet)
-            self._started_ray = True
-            logger.info("started Ray on this machine with %d CPUs", cpus)
-            return
-        address = self.address
-        if address == "auto":
-            address = _auto_address()
-            _check_reachable(address, self.init_timeout)
-        # Something may listen there without being Ray: cap Ray's ~1 s connect attempts (20 by default).
-        wait = "RAY_gcs_server_port_wait_time_s"
-        before = os.environ.get(wait)
-        os.environ.setdefault(wait, str(math.ceil(self.init_timeout)))
-        try:
-            ray.init(address=address, **quiet)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}; "
-                              "is it the head node's GCS port (6379 by default)?") from exc
-        finally:
-            if before is None:
-                os.environ.pop(wait, None)
-        logger.info("joined the Ray cluster at %s", address)
-
-    def _check_fits(self, ray: Any) -> None:
-        """Refuse a request no node can ever satisfy (Ray would queue it forever)."""
-        total = ray.cluster_resources()
-        where = "this machine's Ray" if self._started_ray else "the Ray cluster"
-        if self.gpus_per_trial > 0 and total.get("GPU", 0) <= 0:
-            raise ConfigError(f"--gpus-per-trial {self.gpus_per_trial:g} but {where} has no GPUs; "
-                              "use --gpus-per-trial 0 or a cluster with GPU nodes")
-        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-        if not any(r.get("CPU", 0) >= self.cpus_per_trial and r.get("GPU", 0) >= self.gpus_per_trial for r in nodes):
-            biggest = max(((r.get("CPU", 0), r.get("GPU", 0)) for r in nodes), default=(0, 0))
-            raise ConfigError(f"no node of {where} has {self.cpus_per_trial:g} CPUs and {self.gpus_per_trial:g} GPUs "
-                              f"for one trial (largest: {biggest[0]:g} CPUs, {biggest[1]:g} GPUs); "
-                              "lower --cpus-per-trial/--gpus-per-trial")
-        if total.get("CPU", 0) < self.slots * self.cpus_per_trial:
-            logger.warning("the cluster has %g CPUs: fewer than %d trials of %g CPUs will run at once",
-                           total.get("CPU", 0), self.slots, self.cpus_per_trial)
 
     # -- Executor ------------------------------------------------------------------------------
 
@@ -284,6 +226,74 @@ class RayExecutor(Executor):
     def __repr__(self) -> str:
         return (f"RayExecutor(address={self.address!r}, workers={self.slots}, cpus_per_trial={self.cpus_per_trial:g}, "
                 f"gpus_per_trial={self.gpus_per_trial:g}, max_retries={self.max_retries})")
+
+
+def _check_settings(cpus_per_trial: float, gpus_per_trial: float, max_retries: int, init_timeout: float) -> None:
+    """Refuse resource and retry settings that can never work (before Ray starts)."""
+    if not cpus_per_trial > 0:
+        raise ConfigError(f"--cpus-per-trial must be > 0, got {cpus_per_trial:g}")
+    if not gpus_per_trial >= 0 or (gpus_per_trial > 1 and gpus_per_trial != int(gpus_per_trial)):
+        raise ConfigError(f"--gpus-per-trial must be a fraction below 1 or a whole number, got {gpus_per_trial:g}")
+    if max_retries < 0:
+        raise ConfigError(f"--max-retries must be >= 0, got {max_retries}")
+    if not init_timeout > 0:
+        raise ConfigError(f"init_timeout must be > 0, got {init_timeout:g}")
+
+
+def _connect(address: str | None, init_timeout: float, cpus: int) -> tuple[Any, bool]:
+    """Import Ray and start it with ``cpus`` CPUs (``address`` None) or join ``address``.
+
+    A Ray already initialised in this process is used as is. Returns (the ray module,
+    whether this call started Ray, i.e. whether the caller must stop it).
+    """
+    ray = _import_ray()
+    if address not in (None, "auto"):
+        _check_reachable(address, init_timeout)
+    if ray.is_initialized():
+        logger.info("using the Ray instance already initialised in this process")
+        return ray, False
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    if address is None:
+        if cpus > (os.cpu_count() or 1):
+            logger.warning("asking Ray for %d CPUs oversubscribes this machine's %d cores", cpus, os.cpu_count() or 1)
+        ray.init(address="local", num_cpus=cpus, **quiet)
+        logger.info("started Ray on this machine with %d CPUs", cpus)
+        return ray, True
+    if address == "auto":
+        address = _auto_address()
+        _check_reachable(address, init_timeout)
+    # Something may listen there without being Ray: cap Ray's ~1 s connect attempts (20 by default).
+    wait = "RAY_gcs_server_port_wait_time_s"
+    before = os.environ.get(wait)
+    os.environ.setdefault(wait, str(math.ceil(init_timeout)))
+    try:
+        ray.init(address=address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"cannot join the Ray cluster at {address}: {_first_line(exc)}; "
+                          "is it the head node's GCS port (6379 by default)?") from exc
+    finally:
+        if before is None:
+            os.environ.pop(wait, None)
+    logger.info("joined the Ray cluster at %s", address)
+    return ray, False
+
+
+def _check_fits(ray: Any, cpus: float, gpus: float, started: bool, *, slots: int = 1, what: str = "one trial") -> None:
+    """Refuse a request of ``cpus``/``gpus`` no node can ever satisfy (Ray would queue it forever)."""
+    total = ray.cluster_resources()
+    where = "this machine's Ray" if started else "the Ray cluster"
+    if gpus > 0 and total.get("GPU", 0) <= 0:
+        raise ConfigError(f"--gpus-per-trial {gpus:g} but {where} has no GPUs; "
+                          "use --gpus-per-trial 0 or a cluster with GPU nodes")
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if not any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
+        biggest = max(((r.get("CPU", 0), r.get("GPU", 0)) for r in nodes), default=(0, 0))
+        raise ConfigError(f"no node of {where} has {cpus:g} CPUs and {gpus:g} GPUs "
+                          f"for {what} (largest: {biggest[0]:g} CPUs, {biggest[1]:g} GPUs); "
+                          "lower --cpus-per-trial/--gpus-per-trial")
+    if total.get("CPU", 0) < slots * cpus:
+        logger.warning("the cluster has %g CPUs: fewer than %d trials of %g CPUs will run at once",
+                       total.get("CPU", 0), slots, cpus)
 
 
 def _import_ray() -> Any:

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from nasbench.objectives import Evaluation, Objectives
 if TYPE_CHECKING:
     from nasbench.space import Genome, Space
 
-__all__ = ["DEFAULT_STORAGE", "StudyRecorder", "TrialRecord", "open_storage", "open_study"]
+__all__ = ["DEFAULT_STORAGE", "StudyRecorder", "TrialRecord", "open_storage", "open_study", "redact"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +57,13 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
                 raise StorageError(f"cannot create SQLite file {path}; its folder must exist and it must not be a folder")
             return optuna.storages.RDBStorage(url)
         if url.startswith(("postgresql", "mysql")):
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs={"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True},
-                heartbeat_interval=None)
+            return _server_storage(_with_driver(url))
     except StorageError:
         raise
     except Exception as exc:  # sqlalchemy/driver errors: report the URL and the reason in one line
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"cannot open storage {_redact(url)}: {reason}") from None
-    raise StorageError(f"unsupported storage URL {_redact(url)!r}; use sqlite:///FILE.db, postgresql://USER@HOST/DB or journal:FILE")
+        raise StorageError(f"cannot open storage {redact(url)}: {reason}") from None
+    raise StorageError(f"unsupported storage URL {redact(url)!r}; use sqlite:///FILE.db, postgresql://USER@HOST/DB or journal:FILE")
 
 
 def open_study(url: str, name: str) -> optuna.Study:
@@ -74,7 +73,7 @@ def open_study(url: str, name: str) -> optuna.Study:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise StorageError(f"no study {name!r} in {_redact(url)}; studies there: {', '.join(names) or 'none'}") from None
+        raise StorageError(f"no study {name!r} in {redact(url)}; studies there: {', '.join(names) or 'none'}") from None
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ class StudyRecorder:
             study = optuna.create_study(storage=storage, study_name=name, directions=self.objectives.directions,
                                         load_if_exists=True)
         except Exception as exc:
-            raise StorageError(f"cannot create study {name!r} in {_redact(self.storage_url)}: {exc}") from None
+            raise StorageError(f"cannot create study {name!r} in {redact(self.storage_url)}: {exc}") from None
         stored = study.user_attrs.get(_META)
         if stored is None and study.trials:
             raise StorageError(f"study {name!r} already has trials not made by nasbench; pass --study NEW_NAME")
@@ -181,8 +180,38 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def _redact(url: str) -> str:
-    """The URL without its password."""
+def _server_storage(url: str) -> optuna.storages.RDBStorage:
+    """RDBStorage on a database server, retried while workers starting at once race to create its tables."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    def connect() -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True},
+            heartbeat_interval=None)
+
+    for attempt in range(1, 5):
+        try:
+            return connect()
+        except (IntegrityError, ProgrammingError):  # another process created a table first ("already exists")
+            logger.debug("storage tables created concurrently by another process; retry %d", attempt)
+            time.sleep(0.2 * attempt)
+    return connect()
+
+
+def _with_driver(url: str) -> str:
+    """A bare ``postgresql://`` URL pinned to the installed driver (SQLAlchemy's default differs by version)."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    for module in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{module}://" + url[len("postgresql://"):]
+    raise StorageError("PostgreSQL storage needs a driver: pip install 'nasbench[postgres]' (or psycopg)")
+
+
+def redact(url: str) -> str:
+    """The storage URL with its password replaced by ``***`` (for printing)."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         cred, host = rest.rsplit("@", 1)

@@ -1,4 +1,4 @@
-"""DARTS (Liu et al., 2019): continuous relaxation, bilevel optimization, derivation, collapse guard."""
+"""DARTS (Liu et al., 2019): continuous relaxation, bilevel optimization, derivation, collapse guards."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from nasbench._checkpoint import load_checkpoint, plain, save_checkpoint
 from nasbench.errors import ConfigError, NasbenchError, TrainingError
 from nasbench.supernet import CellSupernet
 
@@ -25,10 +26,19 @@ __all__ = ["DartsConfig", "DartsEpoch", "DartsSearch", "COLLAPSE_GUARDS"]
 
 logger = logging.getLogger(__name__)
 
-#: ``darts-minus``: an auxiliary skip connection on every stride-1 mixed edge whose weight
-#: decays linearly from ``aux_skip`` to 0 (Chu et al., 2021, "DARTS-"): the skip candidate no
-#: longer has to win alpha to carry the gradient flow, which is what makes plain DARTS collapse.
-COLLAPSE_GUARDS = ("darts-minus", "none")
+#: Collapse guards (``DartsConfig.collapse_guard``):
+#:
+#: - ``darts-minus``: an auxiliary skip connection on every stride-1 mixed edge whose weight
+#:   decays linearly from ``aux_skip`` to 0 (Chu et al., 2021, "DARTS-"): the skip candidate no
+#:   longer has to win alpha to carry the gradient flow, which is what makes plain DARTS collapse.
+#: - ``early-stop``: DARTS+ (Liang et al., 2019) stops the search once the derived normal cell
+#:   has 2 or more skip connections. Generalized here: stop when parameter-free ops (``none``,
+#:   skip, pooling) sit on ``early_stop_edges`` or more derived edges of a normal (non-reduction)
+#:   cell, once some earlier epoch had derived a cell below that limit. Parametric ops start
+#:   untrained, so parameter-free ops win the first epochs without that being collapse; the
+#:   collapse is the return to them. The result is the last genome derived before the stop.
+#: - ``darts-minus+early-stop``: both. ``none``: plain DARTS.
+COLLAPSE_GUARDS = ("darts-minus", "early-stop", "darts-minus+early-stop", "none")
 
 
 @dataclass(frozen=True)
@@ -46,8 +56,9 @@ class DartsConfig:
     alpha_betas: tuple[float, float] = (0.5, 0.999)
     alpha_weight_decay: float = 1e-3
     unrolled: bool = False
-    collapse_guard: str = "darts-minus"
+    collapse_guard: str = "darts-minus+early-stop"
     aux_skip: float = 1.0
+    early_stop_edges: int = 3
     latency_weight: float = 0.0
     max_latency_ms: float | None = None
 
@@ -58,6 +69,9 @@ class DartsConfig:
             raise ConfigError(f"DARTS needs epochs >= 1 and batch size >= 1, got {self.epochs}, {self.batch_size}")
         if self.collapse_guard not in COLLAPSE_GUARDS:
             raise ConfigError(f"unknown collapse guard {self.collapse_guard!r}; valid: {', '.join(COLLAPSE_GUARDS)}")
+        if isinstance(self.early_stop_edges, bool) or int(self.early_stop_edges) != self.early_stop_edges \
+                or self.early_stop_edges < 1:
+            raise ConfigError(f"early-stop edges must be a whole number >= 1, got {self.early_stop_edges}")
         for name in ("w_lr", "alpha_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -80,6 +94,9 @@ class DartsEpoch:
     latency_weight: float
     expected_latency_ms: float | None = None
     predicted_latency_ms: float | None = None
+    #: Per cell, derived edges with a parameter-free op; ``dominated``: a normal cell reaches the limit.
+    parameter_free_edges: dict[str, int] = field(default_factory=dict)
+    dominated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,6 +131,7 @@ class DartsSearch:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net = CellSupernet(space, data.num_classes, data.input_shape).to(self.device)
+        self.net.set_channels_last(self.device.type == "cpu")  # measured faster on CPU (darts_throughput.py)
         self.w_opt = torch.optim.SGD(self.net.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
                                      weight_decay=config.w_weight_decay)
         self.a_opt = torch.optim.Adam(self.net.arch_parameters(), lr=config.alpha_lr, betas=config.alpha_betas,
@@ -124,8 +142,11 @@ class DartsSearch:
         self._lat = ({k: v.to(self.device) for k, v in self.net.latency_matrices(predictor.profile).items()}
                      if predictor is not None else None)
         self.augmentation = default_augmentation(data.name)
+        self._groups: tuple[Any, Any] = (None, None)
         self.epoch = 0
         self.history: list[DartsEpoch] = []
+        #: Epoch at which the early-stop guard ended the search (None: it did not).
+        self.stopped_at: int | None = None
 
     # -- one epoch ------------------------------------------------------------------------------
     def expected_latency(self) -> torch.Tensor:
@@ -140,9 +161,17 @@ class DartsSearch:
             loss = loss + self.latency_weight * self.expected_latency()
         return loss
 
+    def _param_groups(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+        """(weights, alphas) of the supernet, listed once per supernet."""
+        if self._groups[0] is not self.net:
+            self._groups = (self.net, (self.net.weight_parameters(), self.net.arch_parameters()))
+        return self._groups[1]
+
     def _first_order_alpha_step(self, xv: torch.Tensor, yv: torch.Tensor) -> None:
+        # Only d/dalpha: the weights' gradients would be thrown away before the weight step.
+        alphas = self._param_groups()[1]
         self.a_opt.zero_grad(set_to_none=True)
-        self._alpha_loss(self.net(xv), yv).backward()
+        self._alpha_loss(self.net(xv), yv).backward(inputs=alphas)
         self.a_opt.step()
 
     def _second_order_alpha_step(self, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor) -> None:
@@ -177,8 +206,27 @@ class DartsSearch:
             a.grad = da - eta * (gp - gm) / (2 * r)
         self.a_opt.step()
 
+    def step(self, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor) -> float:
+        """One alpha step on the validation batch, then one weight step on the training batch.
+
+        Returns the training loss of the weight step (before it); a non-finite loss skips the update.
+        """
+        if self.config.unrolled:
+            self._second_order_alpha_step(xb, yb, xv, yv)
+        else:
+            self._first_order_alpha_step(xv, yv)
+        weights = self._param_groups()[0]
+        self.w_opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.net(xb), yb)
+        if not torch.isfinite(loss):
+            return float(loss)
+        loss.backward(inputs=weights)  # only d/dw: the alphas' gradients would be thrown away
+        torch.nn.utils.clip_grad_norm_(weights, self.config.grad_clip)
+        self.w_opt.step()
+        return float(loss.detach())
+
     def _aux_skip(self) -> float:
-        if self.config.collapse_guard != "darts-minus":
+        if self.config.collapse_guard not in ("darts-minus", "darts-minus+early-stop"):
             return 0.0
         return self.config.aux_skip * max(0.0, 1.0 - self.epoch / self.config.epochs)
 
@@ -186,6 +234,9 @@ class DartsSearch:
         """One epoch of alternating alpha and weight steps, then evaluation and derivation."""
         from nasbench.data import iterate_batches
 
+        if self.stopped_at is not None:
+            raise NasbenchError(f"DARTS stopped early at epoch {self.stopped_at} (parameter-free ops dominated the "
+                                f"cell); its result is epoch {self.result.epoch}'s genome")
         if self.epoch >= self.config.epochs:
             raise NasbenchError(f"DARTS already ran its {self.config.epochs} epochs")
         t0 = time.perf_counter()
@@ -203,19 +254,11 @@ class DartsSearch:
             torch.manual_seed(self.seed * 1000 + self.epoch)
             for step, (xb, yb) in enumerate(train):
                 xv, yv = val_batches[step % len(val_batches)]
-                if self.config.unrolled:
-                    self._second_order_alpha_step(xb, yb, xv, yv)
-                else:
-                    self._first_order_alpha_step(xv, yv)
-                self.w_opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(self.net(xb), yb)
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"DARTS supernet loss became {float(loss)} at epoch {self.epoch} step {step}; "
+                loss = self.step(xb, yb, xv, yv)
+                if not math.isfinite(loss):
+                    raise TrainingError(f"DARTS supernet loss became {loss} at epoch {self.epoch} step {step}; "
                                         "lower --w-lr")
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.net.weight_parameters(), self.config.grad_clip)
-                self.w_opt.step()
-                losses.append(float(loss.detach()))
+                losses.append(loss)
         self.sched.step()
         val_acc, val_loss = self._evaluate_supernet(val_batches)
         genome = self.net.derive()
@@ -224,6 +267,8 @@ class DartsSearch:
             train_loss=sum(losses) / max(1, len(losses)), seconds=time.perf_counter() - t0,
             probabilities={k: [[round(float(x), 5) for x in row] for row in v] for k, v in self.net.probabilities().items()},
             aux_skip=self.net.aux_skip, latency_weight=self.latency_weight)
+        report.parameter_free_edges = self.net.parameter_free_edges(genome)
+        report.dominated = any(report.parameter_free_edges[c] >= self.config.early_stop_edges for c in self._watched())
         if self._lat is not None:
             report.expected_latency_ms = float(self.expected_latency().detach())
             report.predicted_latency_ms = self.predictor.predict(genome)  # type: ignore[union-attr]
@@ -232,7 +277,46 @@ class DartsSearch:
         self.history.append(report)
         logger.info("DARTS epoch %d: supernet val acc %.4f, train loss %.4f, %.1fs, derived %s", report.epoch,
                     val_acc, report.train_loss, report.seconds, genome.hash)
+        self._check_early_stop(report)
         return report
+
+    # -- early stop (DARTS+) ----------------------------------------------------------------------
+    def _watched(self) -> list[str]:
+        """The normal cells: the early stop counts their parameter-free edges."""
+        return [c.name for c in self.space.cells if c.name not in self.net.reduction_cells]
+
+    def _check_early_stop(self, report: DartsEpoch) -> None:
+        if "early-stop" not in self.config.collapse_guard or not report.dominated:
+            return
+        if any(not h.dominated for h in self.history[:-1]):
+            self.stopped_at = report.epoch
+            counts = {c: report.parameter_free_edges[c] for c in self._watched()}
+            logger.warning("DARTS early stop at epoch %d: parameter-free ops on %s derived edges (limit %d); "
+                           "result: epoch %d's genome %s", report.epoch, counts, self.config.early_stop_edges,
+                           self.result.epoch, self.result.genome.hash)
+        elif self.epoch >= self.config.epochs:
+            logger.warning("parameter-free ops dominated the derived cell in every epoch, so the early stop never "
+                           "armed; the result is the final genome")
+
+    @property
+    def finished(self) -> bool:
+        """Whether the search is over: all epochs ran, or the early stop ended it."""
+        return self.stopped_at is not None or self.epoch >= self.config.epochs
+
+    @property
+    def result(self) -> DartsEpoch:
+        """The report whose genome is the search's answer.
+
+        The last epoch's, or after an early stop the last epoch before it whose cell was not
+        dominated by parameter-free ops.
+        """
+        if not self.history:
+            raise NasbenchError("DARTS has not trained an epoch yet")
+        if self.stopped_at is not None:
+            clean = [h for h in self.history if h.epoch < self.stopped_at and not h.dominated]
+            if clean:
+                return clean[-1]
+        return self.history[-1]
 
     @torch.no_grad()
     def _evaluate_supernet(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
@@ -262,9 +346,10 @@ class DartsSearch:
 
     def run(self, on_epoch: Callable[[DartsEpoch], None] | None = None,
             checkpoint: str | Path | None = None) -> list[DartsEpoch]:
-        """Train the remaining epochs; checkpoint after each one; return this call's reports."""
+        """Train the remaining epochs (none after an early stop); checkpoint after each one; return this call's
+        reports. The answer is ``result``, not necessarily the last report."""
         out = []
-        while self.epoch < self.config.epochs:
+        while not self.finished:
             report = self.train_epoch()
             if on_epoch is not None:  # record first: a crash before the checkpoint redoes the epoch
                 on_epoch(report)
@@ -275,9 +360,10 @@ class DartsSearch:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Supernet weights and alphas, optimizer and scheduler states, epoch, λ, history."""
+        """Supernet weights and alphas, optimizer and scheduler states, epoch, λ, early stop, history."""
         return {"net": self.net.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
                 "sched": self.sched.state_dict(), "epoch": self.epoch, "latency_weight": self.latency_weight,
+                "stopped_at": self.stopped_at,
                 "config": asdict(self.config), "space_hash": self.space.hash,
                 "history": [{**asdict(h), "genome": h.genome.to_json()} for h in self.history]}
 
@@ -285,7 +371,10 @@ class DartsSearch:
         """Restore ``state_dict`` output (refuses another space or other hyperparameters)."""
         if state.get("space_hash") != self.space.hash:
             raise ConfigError("DARTS checkpoint was made for another space; delete it or pass --study NEW_NAME")
-        if _plain(state.get("config")) != _plain(asdict(self.config)):
+        saved = state.get("config")
+        if isinstance(saved, dict):  # a checkpoint from before a setting existed ran with its default
+            saved = {**asdict(DartsConfig()), **saved}
+        if plain(saved) != plain(asdict(self.config)):
             raise ConfigError("DARTS checkpoint was made with other hyperparameters; repeat them or pass --study NEW_NAME")
         self.net.load_state_dict(state["net"])
         self.w_opt.load_state_dict(state["w_opt"])
@@ -293,35 +382,19 @@ class DartsSearch:
         self.sched.load_state_dict(state["sched"])
         self.epoch = int(state["epoch"])
         self.latency_weight = float(state["latency_weight"])
+        stopped = state.get("stopped_at")
+        self.stopped_at = None if stopped is None else int(stopped)
         self.history = [DartsEpoch(**{**h, "genome": self.space.load_genome(h["genome"])}) for h in state["history"]]
 
     def save(self, path: str | Path) -> None:
         """Write a checkpoint atomically (torch format, loaded with ``weights_only=True``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
+        save_checkpoint(self.state_dict(), path)
 
     def load(self, path: str | Path) -> bool:
         """Resume from ``path`` if it exists; return whether it did."""
-        path = Path(path)
-        if not path.is_file():
+        state = load_checkpoint(path, self.device, "DARTS checkpoint")
+        if state is None:
             return False
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as exc:  # a truncated or foreign file
-            raise ConfigError(f"cannot read DARTS checkpoint {path} ({exc}); delete it to start over") from None
         self.load_state_dict(state)
         logger.info("resumed DARTS from %s at epoch %d", path, self.epoch)
         return True
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, (list, tuple)):
-        return [_plain(x) for x in obj]
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj

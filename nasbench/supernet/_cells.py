@@ -10,6 +10,7 @@ from torch import nn
 
 from nasbench.build import preprocess_inputs
 from nasbench.ops import create_op
+from nasbench.supernet._fused import plan_candidate, weighted_sum
 
 __all__ = ["MixedOp", "MixedDenseCell", "MixedTwoInputCell"]
 
@@ -22,10 +23,13 @@ WeightsFn = Callable[[], tuple[torch.Tensor, float]]
 class MixedOp(nn.Module):
     """Σ_i w_i · op_i(x) over the candidate ops of one edge (plus β·x, DARTS-, when stride 1).
 
-    ``zero`` candidates are not run (they contribute 0 whatever their weight).
+    ``zero`` candidates are not run (they contribute 0 whatever their weight). The sum is
+    fused where the op allows (``nasbench.supernet._fused``): shared ``relu(x)``, the weight
+    folded into a trailing BatchNorm, average pooling as a box-sum conv; ``fused=False`` runs
+    the plain ``Σ w_i · op_i(x)``. Both give the same values up to float rounding.
     """
 
-    def __init__(self, channels: int, stride: int, candidates: Candidates) -> None:
+    def __init__(self, channels: int, stride: int, candidates: Candidates, *, fused: bool = True) -> None:
         super().__init__()
         self.ops = nn.ModuleList()
         self.live: list[int] = []
@@ -35,10 +39,14 @@ class MixedOp(nn.Module):
             if op != "zero":
                 self.live.append(i)
         self.stride = stride
+        self.fused = fused
+        self.plans = [plan_candidate(m) for m in self.ops]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_skip: float = 0.0) -> torch.Tensor:
         """Weighted sum of the live candidates' outputs (``weights``: one per candidate)."""
-        if not self.live:  # every candidate is a zero op
+        if self.fused:
+            out = weighted_sum(self.ops, self.plans, self.live, x, weights)
+        elif not self.live:  # every candidate is a zero op
             out = self.ops[0](x)
         else:
             out = sum(weights[i] * self.ops[i](x) for i in self.live)

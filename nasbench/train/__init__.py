@@ -6,11 +6,12 @@ from nasbench.train._config import TrainConfig
 from nasbench.train._device import resolve_device
 from nasbench.train._evaluate import evaluate
 from nasbench.train._result import TrainResult
-from nasbench.train._trainer import train_model
+from nasbench.train._trainer import epoch_hook, train_model
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "epoch_hook",
     "evaluate",
     "resolve_device",
     "train_model",

@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -24,11 +25,29 @@ from nasbench.train._result import TrainResult
 if TYPE_CHECKING:
     from nasbench.data import DatasetSplits
 
-__all__ = ["train_model"]
+__all__ = ["epoch_hook", "train_model"]
 
 logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, Any]], Any]
+
+_EPOCH_HOOK: ContextVar[EpochCallback | None] = ContextVar("nasbench_epoch_hook", default=None)
+
+
+@contextmanager
+def epoch_hook(callback: EpochCallback) -> Iterator[None]:
+    """Call ``callback(epoch_index, metrics)`` after every epoch of every ``train_model`` in this block.
+
+    For code that trains through an evaluator and cannot pass ``on_epoch`` itself (Ray Tune
+    reporting each epoch to its scheduler). Same arguments as ``on_epoch``, called after it;
+    scoped to the current thread. An exception it raises stops training and propagates.
+    """
+    token = _EPOCH_HOOK.set(callback)
+    try:
+        yield
+    finally:
+        _EPOCH_HOOK.reset(token)
+
 
 # On CUDA the finiteness of the loss is checked every this many steps (one host sync).
 _CUDA_CHECK_EVERY = 50
@@ -299,6 +318,9 @@ def _fit(
         )
         if on_epoch is not None:
             on_epoch(epoch, metrics)
+        hook = _EPOCH_HOOK.get()
+        if hook is not None:
+            hook(epoch, dict(metrics))
         epoch += 1
     seconds = time.perf_counter() - start
     return val_acc, val_loss, train_loss, step, seconds, step / steps_per_epoch

@@ -1,0 +1,83 @@
+"""The study of an ASHA search: learning curves as intermediate values, stopped trials PRUNED."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from nasbench.errors import NasbenchError
+from nasbench.objectives import Evaluation
+from nasbench.runner._study import StudyRecorder, TrialRecord, _json_value
+
+if TYPE_CHECKING:
+    from nasbench.space import Genome
+
+__all__ = ["CURVE_KEY", "PRUNED_KEY", "AshaRecorder"]
+
+logger = logging.getLogger(__name__)
+
+#: Metric (and user attribute) with the validation accuracy after each epoch.
+CURVE_KEY = "val_accuracy_per_epoch"
+#: Metric (and user attribute) of a trial ASHA stopped: the epochs it had trained.
+PRUNED_KEY = "pruned_at_epoch"
+
+
+class AshaRecorder(StudyRecorder):
+    """The study of an ASHA search: learning curves as intermediate values, stopped trials PRUNED.
+
+    Why PRUNED rather than COMPLETE: a stopped trial's accuracy is measured after fewer
+    epochs than everyone else's, so it must not compete for "best" (``top_trials``,
+    ``export``, the dashboard's best trials only look at COMPLETE ones); PRUNED with its
+    per-epoch values is what Optuna's own pruners write and what its dashboard draws.
+    The strategy is still told the stopped trial's accuracy at its last epoch (an
+    Evaluation with ``metrics[PRUNED_KEY]``), on resume too, so it learns the genome is weak.
+    A pruned trial counts against the budget and is never evaluated again.
+    """
+
+    def record(self, genome: Genome, evaluation: Evaluation, *, strategy: str,
+               started: dt.datetime, extra: dict[str, Any] | None = None) -> int:
+        """Write one ended trial (PRUNED when ASHA stopped it); return its number."""
+        curve = evaluation.metrics.get(CURVE_KEY)
+        pruned = evaluation.metrics.get(PRUNED_KEY) is not None
+        if not curve and not pruned:
+            return super().record(genome, evaluation, strategy=strategy, started=started, extra=extra)
+        attrs: dict[str, Any] = {k: _json_value(v) for k, v in evaluation.metrics.items()}
+        attrs.update({"genome": genome.to_json(), "genome_hash": genome.hash, "strategy": strategy,
+                      "driver": f"{socket.gethostname()}:{os.getpid()}", **(extra or {})})
+        ok = evaluation.ok and all(math.isfinite(v) for v in evaluation.values or ())
+        state = TrialState.PRUNED if pruned and ok else TrialState.COMPLETE if ok else TrialState.FAIL
+        if not ok:
+            attrs["failure"] = evaluation.failure or "non-finite objective value"
+        trial = FrozenTrial(
+            number=-1, trial_id=-1, state=state, value=None,
+            values=list(evaluation.values) if state == TrialState.COMPLETE else None,  # type: ignore[arg-type]
+            datetime_start=started, datetime_complete=dt.datetime.now(),
+            params=genome.values, distributions=self.space.optuna_distributions(genome),
+            user_attrs=attrs, system_attrs={},
+            intermediate_values={i + 1: float(v) for i, v in enumerate(curve or []) if math.isfinite(v)})
+        trial._validate()
+        storage = self.study._storage
+        return storage.get_trial_number_from_id(storage.create_new_trial(self.study._study_id, template_trial=trial))
+
+    def history(self) -> list[TrialRecord]:
+        """Finished trials, PRUNED ones included (told as their last accuracy), in trial order."""
+        out = super().history()
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+            if "genome" not in t.user_attrs:
+                continue
+            try:
+                genome = self.space.load_genome(t.user_attrs["genome"])
+            except NasbenchError as exc:
+                logger.warning("trial %d: stored genome no longer fits the space (%s); ignored", t.number, exc)
+                continue
+            metrics = {k: v for k, v in t.user_attrs.items() if k not in ("genome", "failure")}
+            acc = metrics.get("val_accuracy")
+            values = (float(acc),) if acc is not None else None
+            out.append(TrialRecord(t.number, genome, Evaluation(values, metrics, None if values else "pruned")))
+        return sorted(out, key=lambda r: r.number)
