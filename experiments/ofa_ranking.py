@@ -74,7 +74,7 @@ SPACE = MacroSpace(
 
 
 def downsample(data: DatasetSplits, factor: int) -> DatasetSplits:
-    """Average-pool every split by ``factor`` (statistics unchanged: pooling keeps the channel means)."""
+    """Average-pool every split by ``factor``; normalization keeps the 32x32 mean (unchanged by pooling) and std."""
     if factor == 1:
         return data
     pool = lambda x: F.avg_pool2d(x, factor)  # noqa: E731

@@ -36,7 +36,9 @@ def load_checkpoint(path: str | Path, device: Any = "cpu", what: str = "checkpoi
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # a truncated or foreign file
-        raise ConfigError(f"cannot read {what} {path} ({exc}); delete it to start over") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise ConfigError(f"cannot read {what} {path} ({type(exc).__name__}: {first}); "
+                          "delete it or pass another file") from None
 
 
 def plain(obj: Any) -> Any:

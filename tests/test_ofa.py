@@ -263,7 +263,9 @@ def test_cli_ofa_search_trains_evolves_exports_with_weights_and_resumes(tmp_path
     code, out, err = run_main(["search", "--strategy", "ofa", "--space", "nb201", "--storage", "sqlite:///s.db",
                                "--study", "other"], capsys)
     assert code == 2 and "macro space" in err and len(err.strip().splitlines()) == 1
-    assert "other" not in load_study("sqlite:///s.db", "o").user_attrs.get("nasbench", {}).get("study", "")
+    import optuna
+
+    assert "other" not in optuna.get_all_study_names("sqlite:///s.db")  # refused before the study was made
     code, out, err = run_main([*common, "--epochs", "3"], capsys)
     assert code == 2 and "--ofa-phases" in err
 
@@ -301,3 +303,28 @@ def nasbench_trials(db, study: str) -> int:  # noqa: ANN001
     from nasbench.runner import open_study
 
     return sum(t.state.name == "COMPLETE" for t in open_study(f"sqlite:///{db}", study).get_trials())
+
+
+def test_channels_are_sorted_even_without_an_expansion_phase_and_other_data_is_refused(data, tmp_path):
+    from nasbench.data import load_dataset
+
+    space = tiny_space()
+    trainer = OFATrainer(space, data, OFAConfig(phases=(("full", 1), ("width", 1)), random_subnets=0), seed=0)
+    trainer.train_epoch()
+    calls = []
+    original = trainer.net.sort_channels
+    trainer.net.sort_channels = lambda: (calls.append(1), original())
+    trainer.train_epoch()  # the width phase also makes expansion elastic: sort first
+    assert calls == [1]
+    trainer.save(tmp_path / "ofa.pt")
+    other = load_dataset("digits", seed=1, limit=256)  # same shape, other splits
+    with pytest.raises(ConfigError, match="other data"):
+        OFATrainer(space, other, trainer.config, seed=0).load(tmp_path / "ofa.pt")
+
+
+def test_cli_ofa_latency_without_a_profile_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["search", "--strategy", "ofa", "--max-latency-ms", "3", "--storage",
+                               "sqlite:///s.db"], capsys)
+    assert code == 2 and "--latency-profile" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.db").exists()

@@ -81,6 +81,9 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
     data = load_dataset(spec, seed=args.seed, limit=args.limit)
     OFASupernet(space, data.num_classes, data.input_shape)  # refuses a space it cannot make elastic, before the study
     predictor = None
+    if not args.latency_profile and (args.max_latency_ms is not None or "latency" in objectives.names):
+        raise ConfigError("OFA ranks subnets by predicted latency: pass --latency-profile PROFILE.json "
+                          "('nasbench latency profile --space ...')")
     if args.latency_profile:
         from nasbench.runner._evaluator import _predictor
 

@@ -92,6 +92,10 @@ class OFASupernet(nn.Module):
             if d.kind not in ELASTIC_KINDS:
                 raise SpaceError(f"Once-for-All cannot make decision {d.label!r} ({d.kind}) elastic; OFA spaces "
                                  f"vary only {', '.join(ELASTIC_KINDS)}")
+        for d in space.decisions:
+            if d.group in ("stem", "head", "global") and d.label not in ("width_mult", "head.width"):
+                raise SpaceError(f"Once-for-All cannot make {d.label!r} elastic (stem and head choices other than "
+                                 "the head width are not supported); fix it in the space")
         self.space, self.num_classes, self.input_shape = space, int(num_classes), tuple(input_shape)
         mults = _values(space.width_multiplier)
         top = space.freeze(largest_subnet(space))

@@ -202,7 +202,8 @@ class OFATrainer:
             raise NasbenchError("the OFA supernet already ran every phase")
         t0 = time.perf_counter()
         phase = self.phase
-        if phase == "expansion" and self.phase_epoch == 0:
+        first_expansion = next((i for i, (p, _) in enumerate(self.config.phases) if "expansion" in phase_kinds(p)), None)
+        if self.phase_index == first_expansion and self.phase_epoch == 0:
             self.net.sort_channels()
             self._new_optimizer()  # momentum buffers belong to the old channel order
         kinds = phase_kinds(phase)
@@ -253,6 +254,13 @@ class OFATrainer:
                     report.smallest_val_accuracy, report.seconds)
         return report
 
+    def _data_fingerprint(self) -> list:
+        """Dataset name, split sizes and a checksum of the training split (a reused supernet must not have seen
+        the images it is ranked on)."""
+        d = self.data
+        return [d.name, len(d.train_y), len(d.val_y), len(d.test_y), int(d.train_y.sum()),
+                round(float(d.train_x.double().sum()), 3)]
+
     def _backward(self, loss: torch.Tensor, step: int) -> None:
         if not torch.isfinite(loss):
             raise TrainingError(f"OFA supernet loss became {float(loss)} at epoch {self.epoch} step {step} "
@@ -295,6 +303,7 @@ class OFATrainer:
                 "phase_index": self.phase_index, "phase_epoch": self.phase_epoch, "seed": self.seed,
                 "config": plain(asdict(self.config)), "space_hash": self.space.hash,
                 "num_classes": self.net.num_classes, "input_shape": list(self.net.input_shape),
+                "data": self._data_fingerprint(),
                 "history": [asdict(h) for h in self.history]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -305,6 +314,10 @@ class OFATrainer:
             raise ConfigError(f"OFA checkpoint is for {state.get('num_classes')} classes and input "
                               f"{state.get('input_shape')}, this dataset has {self.net.num_classes} and "
                               f"{list(self.net.input_shape)}")
+        if "data" in state and state["data"] != self._data_fingerprint():
+            raise ConfigError(f"OFA checkpoint was trained on other data or splits ({state['data'][0]}, seed "
+                              f"{state.get('seed')}); its validation/test images may be training images here: "
+                              "repeat --dataset/--seed/--limit or pass another --supernet")
         if state.get("config") != plain(asdict(self.config)):
             raise ConfigError("OFA checkpoint was made with another schedule or optimizer; repeat those flags "
                               "or pass another --study")
