@@ -174,6 +174,8 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
     if front:
         folder = out.with_name(out.stem + "_pareto")
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("point_*"):  # a resumed search's front may have fewer points
+            stale.unlink()
         for i, t in enumerate(sorted(front, key=lambda t: t.values[1])):
             export_subnet(trainer, space.load_genome(t.user_attrs["genome"]), folder / f"point_{i:02d}.json",
                           {**t.user_attrs, "study": study_name, "trial": t.number})
