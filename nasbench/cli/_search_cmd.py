@@ -6,17 +6,8 @@ import argparse
 import logging
 from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 from nasbench.cli import _darts_cmd, _ofa_cmd
-from nasbench.cli._shared import console, positive_int
+from nasbench.cli._shared import console, positive_int, search_progress
 from nasbench.cli._tables import trials_table
 
 __all__ = ["register"]
@@ -239,9 +230,7 @@ def _search(args: argparse.Namespace) -> int:
         return ev.ok and PRUNED_KEY not in ev.metrics
 
     best = {"acc": max((r.evaluation.values[0] for r in history if trained(r.evaluation)), default=None)}
-    columns = [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=args.quiet) as progress:
+    with search_progress("best {task.fields[best]}", args.quiet) as progress:
         task = progress.add_task("trials", total=args.budget, completed=min(len(history), args.budget),
                                  best=_fmt(best["acc"]))
 

@@ -9,6 +9,7 @@ import math
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,8 +138,14 @@ class StudyRecorder:
 
     def history(self) -> list[TrialRecord]:
         """Finished trials (complete or failed during evaluation), in trial order."""
+        return self.records((TrialState.COMPLETE, TrialState.FAIL), lambda t, metrics: Evaluation(
+            tuple(t.values) if t.state == TrialState.COMPLETE else None, metrics, t.user_attrs.get("failure")))
+
+    def records(self, states: tuple[TrialState, ...],
+                evaluation: Callable[[FrozenTrial, dict[str, Any]], Evaluation]) -> list[TrialRecord]:
+        """Stored trials in ``states`` whose genome still fits the space, with ``evaluation(trial, metrics)``."""
         out = []
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        for t in self.study.get_trials(deepcopy=False, states=states):
             if "genome" not in t.user_attrs:
                 continue
             try:
@@ -147,9 +154,7 @@ class StudyRecorder:
                 logger.warning("trial %d: stored genome no longer fits the space (%s); ignored", t.number, exc)
                 continue
             metrics = {k: v for k, v in t.user_attrs.items() if k not in ("genome", "failure")}
-            ev = Evaluation(tuple(t.values) if t.state == TrialState.COMPLETE else None, metrics,
-                            t.user_attrs.get("failure"))
-            out.append(TrialRecord(t.number, genome, ev))
+            out.append(TrialRecord(t.number, genome, evaluation(t, metrics)))
         return out
 
     def record(self, genome: Genome, evaluation: Evaluation, *, strategy: str,

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from nasbench.errors import NasbenchError
 from nasbench.objectives import Evaluation
 from nasbench.runner._study import StudyRecorder, TrialRecord, _json_value
 
@@ -67,17 +66,10 @@ class AshaRecorder(StudyRecorder):
 
     def history(self) -> list[TrialRecord]:
         """Finished trials, PRUNED ones included (told as their last accuracy), in trial order."""
-        out = super().history()
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
-            if "genome" not in t.user_attrs:
-                continue
-            try:
-                genome = self.space.load_genome(t.user_attrs["genome"])
-            except NasbenchError as exc:
-                logger.warning("trial %d: stored genome no longer fits the space (%s); ignored", t.number, exc)
-                continue
-            metrics = {k: v for k, v in t.user_attrs.items() if k not in ("genome", "failure")}
+        def told(t: FrozenTrial, metrics: dict[str, Any]) -> Evaluation:
             acc = metrics.get("val_accuracy")
             values = (float(acc),) if acc is not None else None
-            out.append(TrialRecord(t.number, genome, Evaluation(values, metrics, None if values else "pruned")))
+            return Evaluation(values, metrics, None if values else "pruned")
+
+        out = super().history() + self.records((TrialState.PRUNED,), told)
         return sorted(out, key=lambda r: r.number)
