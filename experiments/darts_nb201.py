@@ -185,13 +185,15 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per setting (epochs) and guard: final-cell test accuracy mean ± std, mean op counts, collapses."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
-        groups.setdefault(f"{r['settings']['guard']}@{r['settings']['epochs']}ep", []).append(r)
+        st = r["settings"]
+        groups.setdefault(f"{st['guard']}@{st['epochs']}ep/{st['limit']}img", []).append(r)
     out = {}
-    for name, rs in sorted(groups.items(), key=lambda kv: (kv[1][0]["settings"]["epochs"],
+    for name, rs in sorted(groups.items(), key=lambda kv: (kv[1][0]["settings"]["limit"], kv[1][0]["settings"]["epochs"],
                                                             _guard_rank(kv[1][0]["settings"]["guard"]))):
         f = [r["final"] for r in rs]
         out[name] = {
             "guard": rs[0]["settings"]["guard"], "epochs": rs[0]["settings"]["epochs"],
+            "images_per_split": rs[0]["settings"]["limit"],
             "seeds": [r["settings"]["seed"] for r in rs],
             "test": {d: _stats([x["test"][d] for x in f]) for d in DATASETS},
             "mean_counts": {k: round(statistics.fmean(x["counts"][k] for x in f), 2) for k in f[0]["counts"]},

@@ -651,3 +651,11 @@ def test_cli_darts_refuses_bad_requests_with_exit_2(extra: list[str], workdir: P
     assert code == 2
     assert "error:" in err and "Traceback" not in err
     assert not (workdir / "nasbench.db").exists()  # refused before any study is made
+
+
+def test_cli_darts_corrupt_checkpoint_is_refused_before_the_study(workdir: Path, capsys) -> None:  # noqa: ANN001
+    (workdir / "bad.pt").write_bytes(b"not a checkpoint")
+    code, err = cli(["--quiet", "search", "--strategy", "darts", "--space", "space.py", "--checkpoint", "bad.pt",
+                     *QUICK], capsys)
+    assert code == 2 and "cannot read DARTS checkpoint" in err and len(err.strip().splitlines()) == 1, err
+    assert not (workdir / "nasbench.db").exists()  # no study was made

@@ -146,6 +146,26 @@ def test_sorting_expanded_channels_keeps_the_full_network_function():
     assert not torch.equal(net.stages[2][0].project.conv.weight, proj)  # the order did change
 
 
+def test_sorting_also_orders_the_squeeze_excite_hidden_units_by_importance():
+    space = tiny_space()
+    net = OFASupernet(space, 10, (1, 8, 8)).eval()
+    _randomize(net)
+    net.set_active(largest_subnet(space))
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    blocks = [b for stage in net.stages for b in stage if b.se is not None]
+    assert blocks
+    with torch.no_grad():
+        before = net(x).clone()
+        reduce_before = [b.se.reduce.weight.clone() for b in blocks]
+    net.sort_channels()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before, rtol=1e-5, atol=1e-5)  # the largest subnet is unchanged
+    for b, old in zip(blocks, reduce_before):
+        importance = b.se.expand.weight.abs().sum(dim=(0, 2, 3))  # per hidden unit, as OFA ranks them
+        assert torch.all(importance[:-1] >= importance[1:])
+        assert not torch.equal(b.se.reduce.weight.sum(dim=(1, 2, 3)), old.sum(dim=(1, 2, 3)))  # rows moved
+
+
 def test_phases_make_dimensions_elastic_cumulatively():
     space = tiny_space()
     assert phase_kinds("full") == frozenset()
@@ -232,7 +252,7 @@ def test_training_runs_every_phase_and_resume_continues_the_shrinking_phase(data
         OFATrainer(space, data, OFAConfig(phases=(("full", 2),)), seed=3).load(tmp_path / "ofa.pt")
 
 
-def test_cli_ofa_search_trains_evolves_exports_with_weights_and_resumes(tmp_path, monkeypatch, capsys):
+def test_cli_ofa_search_trains_evolves_exports_with_weights_and_resumes(data, tmp_path, monkeypatch, capsys):
     import nasbench
     from nasbench.runner import open_study as load_study
 
@@ -249,14 +269,30 @@ def test_cli_ofa_search_trains_evolves_exports_with_weights_and_resumes(tmp_path
     assert all(t.user_attrs["accuracy_source"].startswith("inherited") for t in trials)
     arch = nasbench.load_architecture("best.json")
     assert arch.weights_path is not None and "test_accuracy" in arch.metrics
-    model = arch.build()
-    saved = nasbench.load_architecture("best.json").build()
-    torch.testing.assert_close(model.stem.conv.weight, saved.stem.conv.weight)
-    assert not torch.equal(model.stem.conv.weight, space_build_weight(arch))  # trained, not a fresh init
+    # the exported weights are the written supernet's subnet, BN-recalibrated as the command does
+    space = tiny_space()
+    trainer = OFATrainer(space, data, OFAConfig(phases=(("full", 1), ("kernel", 1), ("depth", 1))), seed=0)
+    assert trainer.load(tmp_path / ".nasbench" / "o.ofa.pt") and trainer.done
+    expected = recalibrate_bn(trainer.net.extract(space.load_genome(arch.genome.to_dict())), trainer.calibration)
+    exported, fresh = arch.build().state_dict(), arch.build(load_weights=False).state_dict()
+    assert exported.keys() == expected.state_dict().keys()
+    for k, v in expected.state_dict().items():
+        torch.testing.assert_close(exported[k], v, msg=k)
+    assert not torch.equal(exported["stem.conv.weight"], fresh["stem.conv.weight"])  # not a fresh init
+    assert not torch.equal(exported["stem.bn.running_var"], fresh["stem.bn.running_var"])  # recalibrated
     points = sorted((tmp_path / "best_pareto").glob("point_*.json"))
     assert points and all(json.loads(p.read_text())["weights"] for p in points)
     stamp = (tmp_path / ".nasbench" / "o.ofa.pt").stat().st_mtime_ns
-    code, out, err = run_main([*common, "--budget", "8"], capsys)  # resumes: supernet loaded, two more subnets
+    # schedule flags contradicting the stored supernet are refused before anything runs; equal ones are fine
+    for extra, stored in ((["--ofa-phases", "full:2"], "--ofa-phases full:1,kernel:1,depth:1"),
+                          (["--sandwich", "1", "--lr", "0.1"], "--sandwich 2 --lr 0.05"),
+                          (["--batch-size", "32"], "--batch-size 64")):
+        code, out, err = run_main([*common, "--budget", "8", *extra], capsys)
+        assert code == 2 and f"was trained with {stored};" in err and len(err.strip().splitlines()) == 1, err
+        assert "--supernet" in err
+    assert len(load_study("sqlite:///s.db", "o").get_trials()) == 6
+    code, out, err = run_main([*common, "--budget", "8", "--sandwich", "2", "--lr", "0.05", "--batch-size", "64"],
+                              capsys)  # resumes: supernet loaded, two more subnets
     assert code == 0, out + err
     assert len(load_study("sqlite:///s.db", "o").get_trials()) == 8
     assert (tmp_path / ".nasbench" / "o.ofa.pt").stat().st_mtime_ns == stamp
@@ -268,11 +304,6 @@ def test_cli_ofa_search_trains_evolves_exports_with_weights_and_resumes(tmp_path
     assert "other" not in optuna.get_all_study_names("sqlite:///s.db")  # refused before the study was made
     code, out, err = run_main([*common, "--epochs", "3"], capsys)
     assert code == 2 and "--ofa-phases" in err
-
-
-def space_build_weight(arch) -> torch.Tensor:  # noqa: ANN001
-    """The stem weight of a freshly initialized model of the same architecture."""
-    return arch.build(load_weights=False).stem.conv.weight
 
 
 @pytest.mark.slow
@@ -328,3 +359,27 @@ def test_cli_ofa_latency_without_a_profile_is_refused(tmp_path, monkeypatch, cap
                                "sqlite:///s.db"], capsys)
     assert code == 2 and "--latency-profile" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s.db").exists()
+
+
+def test_cli_ofa_help_shows_the_real_schedule_defaults(capsys):
+    code, out, err = run_main(["search", "--help"], capsys)
+    text = " ".join(out.split())
+    assert code == 0
+    assert "(default full:2,kernel:1,depth:1,expansion:1,width:1)" in text
+    assert "smallest (default 2)" in text
+
+
+def test_ofa_job_carries_the_space_not_the_file_path(tmp_path):
+    import pickle
+
+    from nasbench.ofa import OFAJob
+
+    path = tmp_path / "tiny.py"
+    path.write_text(TINY_SPACE_SOURCE)
+    job = OFAJob(str(path), "digits", SCHEDULE, limit=64, device="cpu")
+    assert isinstance(job.space, MacroSpace) and job.space.hash == tiny_space().hash
+    blob = pickle.dumps(job)
+    path.unlink()  # a remote worker does not have the file
+    trainer = pickle.loads(blob)()
+    assert trainer.space.hash == tiny_space().hash and trainer.config == SCHEDULE
+    assert OFAJob("mobilenetv3", "digits", SCHEDULE).space == "mobilenetv3"  # built-ins load where the job runs

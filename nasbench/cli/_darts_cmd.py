@@ -121,8 +121,9 @@ def _search(args: argparse.Namespace, search: Any, space: Any, data: Any, spec: 
     settings = {"strategy": "darts", "seed": args.seed, "space_source": args.space or "nb201", "dataset": spec,
                 "limit": args.limit, "darts": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
                 "retrain_epochs": args.retrain_epochs, "latency_profile": args.latency_profile}
-    recorder = StudyRecorder(storage, study_name, space, objectives, settings)
     checkpoint = Path(args.checkpoint or Path(".nasbench") / f"{study_name}.darts.pt")
+    search.load(checkpoint)  # a bad or mismatched checkpoint fails here, before the study is made or changed
+    recorder = StudyRecorder(storage, study_name, space, objectives, settings)
     console.print(f"study [bold]{study_name}[/] in {redact(storage)}: DARTS on {space.name} ({data.name}, "
                   f"{len(data.train_y)} train for weights / {len(data.val_y)} val for alpha), {epochs} epochs, "
                   f"collapse guard {config.collapse_guard}, checkpoint {checkpoint}{where}")

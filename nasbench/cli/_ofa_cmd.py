@@ -11,36 +11,70 @@ from nasbench.cli._shared import console, search_progress
 
 __all__ = ["add_arguments", "run"]
 
+#: Defaults of the schedule flags; the flags themselves default to None, so that a flag given
+#: can be told from one left out (a stored supernet's schedule must not be contradicted).
+DEFAULT_PHASES = "full:2,kernel:1,depth:1,expansion:1,width:1"
+DEFAULT_SANDWICH = 2
+DEFAULT_LR = 0.05
+#: The default of the shared ``--batch-size`` flag (defined by ``nasbench search`` with a real default, so an
+#: explicit ``--batch-size 64`` cannot be told from none).
+DEFAULT_BATCH_SIZE = 64
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Once-for-All flags of ``nasbench search``."""
     g = p.add_argument_group("once-for-all (--strategy ofa; --budget = subnets evaluated; evolution flags apply)")
-    g.add_argument("--ofa-phases", default="full:2,kernel:1,depth:1,expansion:1,width:1", metavar="PHASE:EPOCHS,...",
-                   help="progressive shrinking schedule (default full:2,kernel:1,depth:1,expansion:1,width:1)")
+    g.add_argument("--ofa-phases", default=None, metavar="PHASE:EPOCHS,...",
+                   help=f"progressive shrinking schedule (default {DEFAULT_PHASES})")
     g.add_argument("--supernet", default=None, metavar="PATH",
-                   help="supernet checkpoint: loaded if present (its own schedule), else trained and written "
-                        "there; resumes a partly trained one (default .nasbench/STUDY.ofa.pt)")
-    g.add_argument("--sandwich", type=int, default=2,
-                   help="random subnets per step besides the largest and smallest (default 2)")
+                   help="supernet checkpoint: loaded if present (schedule flags, if given, must match the ones it "
+                        "was trained with), else trained and written there; resumes a partly trained one "
+                        "(default .nasbench/STUDY.ofa.pt)")
+    g.add_argument("--sandwich", type=int, default=None,
+                   help=f"random subnets per step besides the largest and smallest (default {DEFAULT_SANDWICH})")
 
 
 def _config(args: argparse.Namespace, checkpoint: Path) -> Any:
-    """The schedule: the checkpoint's own when it exists (so --supernet PATH loads as trained), else the flags."""
+    """The schedule: the checkpoint's own when it exists (so --supernet PATH loads as trained), else the flags.
+
+    Raises:
+        ConfigError: a schedule flag given differs from the one the existing checkpoint was trained with.
+    """
     from nasbench._checkpoint import load_checkpoint
     from nasbench.errors import ConfigError
     from nasbench.ofa import OFAConfig
 
     if args.epochs is not None:
         raise ConfigError("OFA trains by phases: use --ofa-phases full:4,kernel:2,... instead of --epochs")
+    flags = OFAConfig(phases=OFAConfig.parse_phases(args.ofa_phases or DEFAULT_PHASES), batch_size=args.batch_size,
+                      lr=args.lr if args.lr is not None else DEFAULT_LR,
+                      random_subnets=args.sandwich if args.sandwich is not None else DEFAULT_SANDWICH)
     state = load_checkpoint(checkpoint, what="OFA supernet checkpoint")
-    if state is not None:
-        try:
-            saved = state["config"]
-            return OFAConfig(**{**saved, "phases": tuple(tuple(p) for p in saved["phases"])})
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"{checkpoint} is not an OFA supernet checkpoint (no {exc}); pass another --supernet") from None
-    return OFAConfig(phases=OFAConfig.parse_phases(args.ofa_phases), batch_size=args.batch_size,
-                     lr=args.lr if args.lr is not None else 0.05, random_subnets=args.sandwich)
+    if state is None:
+        return flags
+    try:
+        saved = state["config"]
+        stored = OFAConfig(**{**saved, "phases": tuple(tuple(p) for p in saved["phases"])})
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{checkpoint} is not an OFA supernet checkpoint (no {exc}); pass another --supernet") from None
+    given = {"--ofa-phases": ("phases", args.ofa_phases is not None),
+             "--sandwich": ("random_subnets", args.sandwich is not None),
+             "--lr": ("lr", args.lr is not None),
+             "--batch-size": ("batch_size", args.batch_size != DEFAULT_BATCH_SIZE)}
+    clash = [flag for flag, (name, was_given) in given.items()
+             if was_given and getattr(flags, name) != getattr(stored, name)]
+    if clash:
+        shown = " ".join(f"{flag} {_show(getattr(stored, given[flag][0]))}" for flag in clash)
+        raise ConfigError(f"supernet {checkpoint} was trained with {shown}; drop {', '.join(clash)} to reuse it "
+                          "or give a new --supernet path")
+    return stored
+
+
+def _show(value: Any) -> str:
+    """A schedule setting as its flag would spell it."""
+    if isinstance(value, tuple):
+        return ",".join(f"{p}:{e}" for p, e in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
@@ -107,8 +141,7 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
         from nasbench.runner import RaySupernet
 
         gpus = ray.get("gpus_per_trial", 0.0)
-        source = str(Path(args.space).resolve()) if args.space and Path(args.space).is_file() else args.space
-        job = OFAJob(source or "mobilenetv3", spec, config, seed=args.seed, limit=args.limit,
+        job = OFAJob(space, spec, config, seed=args.seed, limit=args.limit,  # the space itself: no shared files
                      device="cpu" if args.device == "auto" and not gpus else args.device)
         remote = RaySupernet(job, **ray)
         remote.start()

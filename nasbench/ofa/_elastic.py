@@ -152,6 +152,21 @@ class ElasticSqueezeExcite(nn.Module):
             dst.expand.weight.copy_(self.expand.weight[:mid, :h])
             dst.expand.bias.copy_(self.expand.bias[:mid])
 
+    @torch.no_grad()
+    def sort_hidden(self) -> None:
+        """Reorder the hidden units by importance (L1 norm of the expand conv's weights on each), largest first.
+
+        The active hidden width follows ``mid`` (``se_hidden``) and is sliced by prefix, so the
+        narrower blocks then keep the most important units (OFA's ``re_organize_middle_weights``);
+        the reduce conv's outputs (and bias) and the expand conv's inputs move together, so the
+        function of the full block is unchanged.
+        """
+        importance = self.expand.weight.abs().sum(dim=(0, 2, 3))
+        order = torch.argsort(importance, descending=True)
+        self.reduce.weight.copy_(self.reduce.weight[order])
+        self.reduce.bias.copy_(self.reduce.bias[order])
+        self.expand.weight.copy_(self.expand.weight[:, order])
+
 
 class ElasticMBConv(nn.Module):
     """Inverted residual with elastic kernel, expansion and in/out channels.
@@ -221,10 +236,15 @@ class ElasticMBConv(nn.Module):
         """Reorder expanded channels by importance (L1 norm of the projection weights), largest first.
 
         Slicing the first ``mid`` channels then keeps the most important ones (OFA's
-        ``re_organize_middle_weights``); the function of the full block is unchanged.
+        ``re_organize_middle_weights``); the squeeze-excite hidden units are then sorted the
+        same way (``ElasticSqueezeExcite.sort_hidden``). The function of the full block is unchanged.
         """
-        if self.expand is None:
-            return
+        if self.expand is not None:
+            self._sort_mid()
+        if self.se is not None:
+            self.se.sort_hidden()
+
+    def _sort_mid(self) -> None:
         importance = self.project.conv.weight.abs().sum(dim=(0, 2, 3))
         order = torch.argsort(importance, descending=True)
         _permute_out(self.expand, order)

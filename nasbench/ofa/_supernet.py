@@ -173,7 +173,7 @@ class OFASupernet(nn.Module):
         return F.linear(x, self.classifier.weight[:, : x.shape[1]], self.classifier.bias)
 
     def sort_channels(self) -> None:
-        """Sort every block's expanded channels by importance (before elastic expansion)."""
+        """Sort every block's expanded channels and SE hidden units by importance (before elastic expansion)."""
         for blocks in self.stages:
             for block in blocks:
                 block.sort_channels()

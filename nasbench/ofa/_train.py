@@ -347,10 +347,13 @@ class OFATrainer:
 class OFAJob:
     """An OFA supernet training described by picklable inputs; ``job()`` builds the trainer where it runs.
 
-    Used to train the supernet in a Ray actor (``nasbench.runner.RaySupernet``).
+    Used to train the supernet in a Ray actor (``nasbench.runner.RaySupernet``). The job carries
+    the space itself (pickled with it), so remote workers need no shared filesystem: a space
+    file given as ``space`` is loaded here, where the job is made.
 
     Args:
-        space: Built-in space name, ``.py`` file (must exist where the job runs) or a macro space.
+        space: Built-in space name (loaded where the job runs), macro space, or ``.py`` space file
+            (loaded now; only the space travels with the job).
         dataset: Dataset spec, loaded where the job runs with ``seed`` and ``limit``.
         config: Schedule and optimizer.
         seed: Seed of the training and of the splits.
@@ -358,15 +361,21 @@ class OFAJob:
         limit: Cap on every split.
     """
 
-    space: Any
+    space: str | MacroSpace
     dataset: str
     config: OFAConfig
     seed: int = 0
     device: str = "auto"
     limit: int | None = None
 
+    def __post_init__(self) -> None:
+        from nasbench._spaces import SPACES, load_space
+
+        if isinstance(self.space, str) and self.space not in SPACES.names():  # a file: carry the space, not the path
+            object.__setattr__(self, "space", load_space(self.space))
+
     def __call__(self) -> OFATrainer:
-        """Load the space and data and build the trainer."""
+        """Load the space (for a built-in name) and the data, and build the trainer."""
         from nasbench._spaces import load_space
         from nasbench.data import load_dataset
         from nasbench.train import resolve_device

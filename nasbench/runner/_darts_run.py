@@ -173,7 +173,9 @@ def run_darts(search: DartsSearch | RaySupernet, recorder: StudyRecorder, object
     ``device`` is the retrain's device (``"auto"`` or None: the supernet's).
     """
     session = _session(search)
-    resumed = session.epoch if session.load(checkpoint) else 0
+    if session.epoch == 0:  # a caller that already loaded the checkpoint (the CLI, to fail early) is not reloaded
+        session.load(checkpoint)
+    resumed = session.epoch
     done_epochs = {t.user_attrs.get("epoch") for t in recorder.study.get_trials(deepcopy=False)
                    if t.user_attrs.get("strategy") == "darts"}
     trials: list[int] = []
