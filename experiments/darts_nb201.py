@@ -108,7 +108,8 @@ def run_search(task: dict[str, Any]) -> dict[str, Any]:
     space = small_space(task["C"], task["N"])
     data = load_dataset(f"cifar10:{task['cifar']}", seed=task["seed"], limit=task["limit"])
     config = DartsConfig(epochs=task["epochs"], batch_size=task["batch_size"], collapse_guard=task["guard"],
-                         early_stop_edges=task.get("early_stop_edges", DartsConfig.early_stop_edges))
+                         early_stop_edges=task.get("early_stop_edges", DartsConfig.early_stop_edges),
+                         early_stop_warmup=task["settings"].get("early_stop_warmup", 0.0))
     search = DartsSearch(space, data, config, seed=task["seed"])
     t0 = time.perf_counter()
     epochs = []
@@ -186,13 +187,17 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
         st = r["settings"]
-        groups.setdefault(f"{st['guard']}@{st['epochs']}ep/{st['limit']}img", []).append(r)
+        groups.setdefault(f"{_label(st)}@{st['epochs']}ep/{st['limit']}img", []).append(r)
     out = {}
-    for name, rs in sorted(groups.items(), key=lambda kv: (kv[1][0]["settings"]["limit"], kv[1][0]["settings"]["epochs"],
-                                                            _guard_rank(kv[1][0]["settings"]["guard"]))):
+    def order(rs: list[dict[str, Any]]) -> tuple:
+        st = rs[0]["settings"]
+        return st["limit"], st["epochs"], _guard_rank(st["guard"]), st.get("early_stop_warmup", 0.0)
+
+    for name, rs in sorted(groups.items(), key=lambda kv: order(kv[1])):
         f = [r["final"] for r in rs]
         out[name] = {
-            "guard": rs[0]["settings"]["guard"], "epochs": rs[0]["settings"]["epochs"],
+            "guard": rs[0]["settings"]["guard"], "label": _label(rs[0]["settings"]), "epochs": rs[0]["settings"]["epochs"],
+            "early_stop_warmup": rs[0]["settings"].get("early_stop_warmup", 0.0),
             "images_per_split": rs[0]["settings"]["limit"],
             "seeds": [r["settings"]["seed"] for r in rs],
             "test": {d: _stats([x["test"][d] for x in f]) for d in DATASETS},
@@ -208,25 +213,25 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     """The README tables: summary per guard, every final cell, references."""
-    lines = ["| guard | epochs | seeds | C10 test % | C100 test % | IN16 test % | skip / none / conv / pool (of 6) "
-             "| supernet val % | collapsed | stopped early |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| guard | epochs | images | seeds | C10 test % | C100 test % | IN16 test % | skip / none / conv / pool (of 6) "
+             "| supernet val % | collapsed | stopped early |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in result["summary"].values():
         c = s["mean_counts"]
         stopped = f"{s['stopped_runs']}/{len(s['seeds'])} ({s['mean_epochs_trained']:g} ep)" if "early-stop" in \
             s["guard"] else "–"
-        lines.append(f"| {s['guard']} | {s['epochs']} | {len(s['seeds'])} | {_pm(s['test']['cifar10'])} | "
+        lines.append(f"| {s['label']} | {s['epochs']} | {s['images_per_split']} | {len(s['seeds'])} | {_pm(s['test']['cifar10'])} | "
                      f"{_pm(s['test']['cifar100'])} | {_pm(s['test']['imagenet16'])} | "
                      f"{c['skip']} / {c['none']} / {c['conv']} / {c['pool']} | {_pm(s['supernet_val_accuracy'])} | "
                      f"{s['collapsed_runs']}/{len(s['seeds'])} | {stopped} |")
     rs = result["random_search"]
-    lines.append(f"| random search, best of {rs['n']} by val (table) | – | {rs['seeds']} | {_pm(rs['cifar10'])} | "
+    lines.append(f"| random search, best of {rs['n']} by val (table) | – | – | {rs['seeds']} | {_pm(rs['cifar10'])} | "
                  f"{_pm(rs['cifar100'])} | {_pm(rs['imagenet16'])} | – | – | – | – |")
-    lines.append(f"| uniformly random cell (table mean) | – | – | {rs['uniform_cell_c10_test_mean']:.2f} | | | | | | |")
+    lines.append(f"| uniformly random cell (table mean) | – | – | – | {rs['uniform_cell_c10_test_mean']:.2f} | | | | | | |")
     for name, ref in REFERENCE.items():
-        lines.append(f"| {name} | | | {ref.get('cifar10', '–')} | {ref.get('cifar100', '–')} | "
+        lines.append(f"| {name} | | | | {ref.get('cifar10', '–')} | {ref.get('cifar100', '–')} | "
                      f"{ref.get('imagenet16', '–')} | | | | |")
-    lines += ["", "| guard | epochs | seed | final cell (epoch) | skip / none / conv / pool | C10 test % | percentile | "
-              "max p / margin | C10 test % by epoch (* = dominated) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| guard | epochs | images | seed | final cell (epoch) | skip / none / conv / pool | C10 test % | percentile | "
+              "max p / margin | C10 test % by epoch (* = dominated) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         f, st = r["final"], r["settings"]
         c = f["counts"]
@@ -234,11 +239,17 @@ def markdown(result: dict[str, Any]) -> str:
         if f.get("stopped_at") is not None:
             traj += f" (stopped at {f['stopped_at']})"
         arch = f["arch"].replace("|", "\\|")  # a pipe in a table cell, even in code, needs escaping
-        lines.append(f"| {st['guard']} | {st['epochs']} | {st['seed']} | `{arch}` ({f.get('epoch', len(r['epochs']) - 1)}) | "
+        lines.append(f"| {_label(st)} | {st['epochs']} | {st['limit']} | {st['seed']} | `{arch}` ({f.get('epoch', len(r['epochs']) - 1)}) | "
                      f"{c['skip']} / {c['none']} / {c['conv']} / {c['pool']} | {f['test']['cifar10']:.2f} | "
                      f"{f['c10_test_percentile']} | {f['max_probability']:.3f} / {f['mean_argmax_margin']:.3f} | "
                      f"{traj} |")
     return "\n".join(lines)
+
+
+def _label(settings: dict[str, Any]) -> str:
+    """The guard, with its early-stop warm-up when the run had one."""
+    warm = settings.get("early_stop_warmup")
+    return f"{settings['guard']} (warm-up {warm:g})" if warm else settings["guard"]
 
 
 def _guard_rank(guard: str) -> int:
@@ -263,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"collapse guards, any of: {', '.join(COLLAPSE_GUARDS)}")
     p.add_argument("--early-stop-edges", type=int, default=DartsConfig.early_stop_edges,
                    help="early-stop guards: stop when parameter-free ops sit on >= K of the 6 edges (default %(default)s)")
+    p.add_argument("--early-stop-warmup", type=float, default=DartsConfig.early_stop_warmup,
+                   help="share of the epochs an early-stop guard ignores (0: none, as before it existed)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", nargs="+", type=int, default=[12], help="one setting per value")
     p.add_argument("--limit", type=int, default=1000, help="images per split (train for w, val for alpha)")
@@ -294,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                             "batch_size": a.batch_size, "C": a.C, "N": a.N, "cifar": a.cifar.name}
                 if "early-stop" in guard:  # only these runs depend on K (older runs keep their keys)
                     settings["early_stop_edges"] = a.early_stop_edges
+                    if a.early_stop_warmup:  # runs before the warm-up existed had none
+                        settings["early_stop_warmup"] = a.early_stop_warmup
                 tasks.append({**settings, "settings": settings, "cifar": str(a.cifar), "threads": a.threads,
                               "key": json.dumps(settings, sort_keys=True)})
     old: dict[str, dict[str, Any]] = {}
@@ -314,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = [annotate(new[t["key"]] if t["key"] in new else old[t["key"]], bench, all_c10) for t in tasks]
     asked = {t["key"] for t in tasks}
     kept = [annotate(r, bench, all_c10) for k, r in old.items() if k not in asked]  # other settings stay in --out
-    runs = sorted(runs + kept, key=lambda r: (r["settings"]["epochs"], _guard_rank(r["settings"]["guard"]),
-                                              r["settings"]["seed"]))
+    runs = sorted(runs + kept, key=lambda r: (r["settings"]["limit"], r["settings"]["epochs"],
+                                              _guard_rank(r["settings"]["guard"]),
+                                              r["settings"].get("early_stop_warmup", 0.0), r["settings"]["seed"]))
     result = {
         "config": {"guards": sorted({r["settings"]["guard"] for r in runs}, key=_guard_rank),
                    "seeds": sorted({r["settings"]["seed"] for r in runs}),
@@ -324,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                    "early_stop_edges": a.early_stop_edges,
                    "cifar": str(a.cifar.name), "darts": {k: v for k, v in vars(DartsConfig()).items()
                                                          if k not in ("epochs", "batch_size", "collapse_guard",
-                                                                      "early_stop_edges")},
+                                                                      "early_stop_edges", "early_stop_warmup")},
                    "collapse_rule": f">= {COLLAPSE_EDGES} of 6 edges skip_connect/none or C10 test < {COLLAPSE_ACC}%",
                    "environment": _environment()},
         "wall_seconds_this_invocation": round(time.perf_counter() - t0, 1),

@@ -369,6 +369,22 @@ def test_a_cell_dominated_from_the_first_epoch_never_arms_the_stop(data: Dataset
     assert "never armed" in caplog.text
 
 
+@pytest.mark.parametrize(("warmup", "stopped", "answer"), [(0.0, 1, 0), (0.25, 3, 2)])
+def test_the_early_stop_ignores_its_warm_up_epochs(warmup, stopped, answer, data) -> None:  # noqa: ANN001
+    # epoch 0 clean, 1 dominated, 2 clean, 3 dominated; 8 epochs x 0.25 = a 2-epoch warm-up
+    script = [(CONV, CONV, SKIP), (SKIP, NONE, SKIP), (CONV, CONV, CONV), (SKIP, CONV, NONE)] + [(CONV,) * 3] * 4
+    search = DartsSearch(T201, data, guarded(epochs=8, early_stop_warmup=warmup))
+    scripted_run(search, script)
+    assert search.warmup_epochs == int(8 * warmup)
+    assert search.stopped_at == stopped and search.result.epoch == answer
+
+
+@pytest.mark.parametrize("warmup", [-0.1, 1.0, 2])
+def test_early_stop_warmup_must_be_a_share_below_one(warmup) -> None:  # noqa: ANN001
+    with pytest.raises(ConfigError, match="warm-up is a share"):
+        DartsConfig(early_stop_warmup=warmup)
+
+
 def test_resuming_a_stopped_search_does_not_train_further(data: DatasetSplits, tmp_path: Path) -> None:
     ck = tmp_path / "darts.pt"
     first = DartsSearch(T201, data, guarded())
@@ -397,6 +413,10 @@ def test_a_checkpoint_from_before_the_early_stop_settings_still_loads(data: Data
     assert new.epoch == 1 and new.stopped_at is None and not new.finished
     with pytest.raises(ConfigError, match="other hyperparameters"):  # a non-default value is not assumed
         DartsSearch(T201, data, config(early_stop_edges=5)).load_state_dict(state)
+    del state["config"]["early_stop_warmup"]  # older still: it ran without a warm-up, and resumes so
+    with pytest.raises(ConfigError, match="other hyperparameters"):
+        DartsSearch(T201, data, config()).load_state_dict(state)
+    DartsSearch(T201, data, config(early_stop_warmup=0.0)).load_state_dict(state)
 
 
 def test_early_stop_watches_normal_cells_only(data: DatasetSplits) -> None:

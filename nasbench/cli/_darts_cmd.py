@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stop-edges", type=int, default=3,
                    help="with an early-stop guard: parameter-free edges (none, skip, pooling) of a normal cell "
                         "that count as collapse (NB201: 6 edges, DARTS: 8; default 3)")
+    g.add_argument("--early-stop-warmup", type=float, default=0.25,
+                   help="share of the epochs the early stop ignores while alpha is still near uniform (default 0.25)")
     g.add_argument("--aux-skip", type=float, default=1.0, help="initial weight of DARTS-'s auxiliary skip")
     g.add_argument("--latency-weight", type=float, default=0.0, help="λ of L_val + λ·E[latency] (needs --latency-profile)")
     g.add_argument("--retrain-epochs", type=float, default=4.0, help="retrain the derived genome from scratch (0: skip)")
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     config = DartsConfig(epochs=epochs, batch_size=args.batch_size, w_lr=args.w_lr, w_weight_decay=args.w_weight_decay,
                          alpha_lr=args.alpha_lr, alpha_weight_decay=args.alpha_weight_decay, unrolled=args.unrolled,
                          collapse_guard=args.collapse_guard, aux_skip=args.aux_skip, latency_weight=args.latency_weight,
-                         max_latency_ms=args.max_latency_ms, early_stop_edges=args.early_stop_edges)
+                         max_latency_ms=args.max_latency_ms, early_stop_edges=args.early_stop_edges,
+                         early_stop_warmup=args.early_stop_warmup)
     spec = args.dataset or "digits"
     data = load_dataset(spec, seed=args.seed, limit=args.limit)
     predictor = None

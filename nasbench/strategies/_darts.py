@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 #:   cell, once some earlier epoch had derived a cell below that limit. Parametric ops start
 #:   untrained, so parameter-free ops win the first epochs without that being collapse; the
 #:   collapse is the return to them. The result is the last genome derived before the stop.
+#:   The first ``early_stop_warmup`` share of the epochs is ignored (neither a stop nor a
+#:   result): there alpha is still near uniform and the derived cell flips with noise, so a
+#:   stop there returned a cell of a supernet that had barely trained.
 #: - ``darts-minus+early-stop``: both. ``none``: plain DARTS.
 COLLAPSE_GUARDS = ("darts-minus", "early-stop", "darts-minus+early-stop", "none")
 
@@ -59,6 +62,7 @@ class DartsConfig:
     collapse_guard: str = "darts-minus+early-stop"
     aux_skip: float = 1.0
     early_stop_edges: int = 3
+    early_stop_warmup: float = 0.25
     latency_weight: float = 0.0
     max_latency_ms: float | None = None
 
@@ -72,6 +76,8 @@ class DartsConfig:
         if isinstance(self.early_stop_edges, bool) or int(self.early_stop_edges) != self.early_stop_edges \
                 or self.early_stop_edges < 1:
             raise ConfigError(f"early-stop edges must be a whole number >= 1, got {self.early_stop_edges}")
+        if not 0 <= self.early_stop_warmup < 1:
+            raise ConfigError(f"early-stop warm-up is a share of the epochs in [0, 1), got {self.early_stop_warmup}")
         for name in ("w_lr", "alpha_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -285,18 +291,24 @@ class DartsSearch:
         """The normal cells: the early stop counts their parameter-free edges."""
         return [c.name for c in self.space.cells if c.name not in self.net.reduction_cells]
 
+    @property
+    def warmup_epochs(self) -> int:
+        """Epochs the early stop ignores: the first ``early_stop_warmup`` share of them (rounded down)."""
+        return int(self.config.early_stop_warmup * self.config.epochs)
+
     def _check_early_stop(self, report: DartsEpoch) -> None:
-        if "early-stop" not in self.config.collapse_guard or not report.dominated:
+        warm = self.warmup_epochs
+        if "early-stop" not in self.config.collapse_guard or not report.dominated or report.epoch < warm:
             return
-        if any(not h.dominated for h in self.history[:-1]):
+        if any(not h.dominated for h in self.history[:-1] if h.epoch >= warm):
             self.stopped_at = report.epoch
             counts = {c: report.parameter_free_edges[c] for c in self._watched()}
             logger.warning("DARTS early stop at epoch %d: parameter-free ops on %s derived edges (limit %d); "
                            "result: epoch %d's genome %s", report.epoch, counts, self.config.early_stop_edges,
                            self.result.epoch, self.result.genome.hash)
         elif self.epoch >= self.config.epochs:
-            logger.warning("parameter-free ops dominated the derived cell in every epoch, so the early stop never "
-                           "armed; the result is the final genome")
+            logger.warning("parameter-free ops dominated the derived cell in every epoch after the warm-up, so the "
+                           "early stop never armed; the result is the final genome")
 
     @property
     def finished(self) -> bool:
@@ -307,13 +319,14 @@ class DartsSearch:
     def result(self) -> DartsEpoch:
         """The report whose genome is the search's answer.
 
-        The last epoch's, or after an early stop the last epoch before it whose cell was not
-        dominated by parameter-free ops.
+        The last epoch's, or after an early stop the last epoch before it (and after the
+        warm-up) whose cell was not dominated by parameter-free ops.
         """
         if not self.history:
             raise NasbenchError("DARTS has not trained an epoch yet")
         if self.stopped_at is not None:
-            clean = [h for h in self.history if h.epoch < self.stopped_at and not h.dominated]
+            clean = [h for h in self.history
+                     if self.warmup_epochs <= h.epoch < self.stopped_at and not h.dominated]
             if clean:
                 return clean[-1]
         return self.history[-1]
@@ -373,7 +386,7 @@ class DartsSearch:
             raise ConfigError("DARTS checkpoint was made for another space; delete it or pass --study NEW_NAME")
         saved = state.get("config")
         if isinstance(saved, dict):  # a checkpoint from before a setting existed ran with its default
-            saved = {**asdict(DartsConfig()), **saved}
+            saved = {**asdict(DartsConfig()), "early_stop_warmup": 0.0, **saved}  # (the warm-up came in at 0.25)
         if plain(saved) != plain(asdict(self.config)):
             raise ConfigError("DARTS checkpoint was made with other hyperparameters; repeat them or pass --study NEW_NAME")
         self.net.load_state_dict(state["net"])
