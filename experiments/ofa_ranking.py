@@ -5,9 +5,11 @@ One run, CPU-sized:
 1. Real CIFAR-10 images from ``../shared/data/cifar10`` (10,000 JPEGs, split 6,000 / 2,000 /
    2,000 by the seed), average-pooled 2x2 to 16x16 so that a 2-core machine trains the supernet in
    minutes.
-2. A reduced MobileNetV3/OFA space (``SPACE`` below: 4 stages, kernel 3/5/7, expansion
+2. A reduced MobileNetV3/OFA space (``SPACES`` below, ``--space reduced``: 4 stages, kernel 3/5/7, expansion
    3/4/6, depth 2/3/4, width x0.75/1.0; 128-wide head) — the full ``mobilenetv3`` space
-   takes ~9 s per sandwich step at 32x32 here.
+   takes ~9 s per sandwich step at 32x32 here. Its random subnets all train to about the same
+   accuracy on this data, so ``--space wide`` (width x0.25-1.0, depth 1-4, expansion 2-6) asks
+   the same question where the subnets really differ.
 3. The supernet is trained with progressive shrinking (``--phases``), sandwich sampling and
    in-place distillation; the wall-clock time is reported against ``--train-minutes``.
 4. ``--subnets`` random subnets: inherited accuracy (extract, BatchNorm recalibration on
@@ -58,23 +60,34 @@ DATA = REPO.parent / "shared" / "data"
 DEFAULT_CIFAR = DATA / "cifar10" / "cifar10_test_jpg.tar.gz"
 RESULTS = REPO / "experiments" / "results" / "ofa_ranking.json"
 
-_K, _E, _D = Choice([3, 5, 7]), Choice([3, 4, 6]), Choice([2, 3, 4])
+def _space(name: str, multipliers: list[float], depths: list[int], expansions: list[int], description: str
+           ) -> MacroSpace:
+    """A MobileNetV3/OFA-style space of 4 stages at CPU size; the choices differ between the two spaces."""
+    k, e, d = Choice([3, 5, 7]), Choice(expansions), Choice(depths)
+
+    def stage(stage_name: str, width: int, stride: int, act: str, se: bool) -> Stage:
+        return Stage(stage_name, Block("mbconv", kernel_size=k, expansion=e, act=act, se=se), width=width, depth=d,
+                     stride=stride)
+
+    return MacroSpace(
+        name,
+        stem=Block("conv_3x3", act="hswish"), stem_width=16,
+        stages=[Stage("first", Block("mbconv", kernel_size=3, expansion=1, act="relu"), width=16),
+                stage("s1", 24, 2, "relu", False), stage("s2", 40, 2, "relu", True),
+                stage("s3", 80, 2, "hswish", True)],
+        head=Block("conv_1x1", act="hswish"), head_width=128, width_multiplier=Choice(multipliers),
+        description=description,
+    )
 
 
-def _stage(name: str, width: int, stride: int, act: str, se: bool) -> Stage:
-    return Stage(name, Block("mbconv", kernel_size=_K, expansion=_E, act=act, se=se), width=width, depth=_D,
-                 stride=stride)
-
-
-SPACE = MacroSpace(
-    "mbv3_cpu",
-    stem=Block("conv_3x3", act="hswish"), stem_width=16,
-    stages=[Stage("first", Block("mbconv", kernel_size=3, expansion=1, act="relu"), width=16),
-            _stage("s1", 24, 2, "relu", False), _stage("s2", 40, 2, "relu", True),
-            _stage("s3", 80, 2, "hswish", True)],
-    head=Block("conv_1x1", act="hswish"), head_width=128, width_multiplier=Choice([0.75, 1.0]),
-    description="reduced MobileNetV3/OFA for CPU experiments",
-)
+#: ``reduced``: OFA's choices at CPU size (random subnets span 2.0-4.9 MFLOPs at 16x16).
+#: ``wide``: the same skeleton with width x0.25-1.0, depth 1-4 and expansion 2-6, so random
+#: subnets span 0.3-3.5 MFLOPs and their accuracies differ by more than training noise.
+SPACES = {
+    "reduced": _space("mbv3_cpu", [0.75, 1.0], [2, 3, 4], [3, 4, 6], "reduced MobileNetV3/OFA for CPU experiments"),
+    "wide": _space("mbv3_cpu_wide", [0.25, 0.5, 0.75, 1.0], [1, 2, 3, 4], [2, 3, 4, 6],
+                   "reduced MobileNetV3/OFA, wide capacity range (width x0.25-1.0, depth 1-4, expansion 2-6)"),
+}
 
 
 def downsample(data: DatasetSplits, factor: int) -> DatasetSplits:
@@ -99,10 +112,11 @@ def _environment() -> dict[str, Any]:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cifar: str, seed: int, factor: int, epochs: int, threads: int) -> None:
+def _init_worker(cifar: str, seed: int, factor: int, epochs: int, threads: int, space: str) -> None:
     """Loads the same splits once per scratch-training process."""
     torch.set_num_threads(threads)
-    _WORKER.update(data=downsample(load_dataset(f"cifar10:{cifar}", seed=seed), factor), epochs=epochs)
+    _WORKER.update(data=downsample(load_dataset(f"cifar10:{cifar}", seed=seed), factor), epochs=epochs,
+                   space=SPACES[space])
 
 
 def _train_scratch(job: tuple[int, int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
@@ -112,7 +126,7 @@ def _train_scratch(job: tuple[int, int, dict[str, Any]]) -> tuple[int, dict[str,
     g = Genome.from_dict(genome)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        fresh = SPACE.build(g, data.num_classes, data.input_shape)
+        fresh = _WORKER["space"].build(g, data.num_classes, data.input_shape)
     curve: list[float] = []
     t = time.perf_counter()
     result = train_model(fresh, data, TrainConfig(epochs=_WORKER["epochs"], batch_size=64), seed=seed,
@@ -127,10 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cifar", default=str(DEFAULT_CIFAR), help="CIFAR-10 pickle folder, JPEG folder or tar.gz")
     p.add_argument("--downsample", type=int, default=2, help="average-pool factor (default 2: 16x16 images)")
-    p.add_argument("--phases", default="full:6,kernel:2,depth:2,expansion:2,width:2")
+    p.add_argument("--space", choices=sorted(SPACES), default="reduced",
+                   help="reduced: OFA's choices at CPU size; wide: width x0.25-1.0, depth 1-4, expansion 2-6")
+    p.add_argument("--phases", default="full:15,kernel:4,depth:4,expansion:4,width:5")
     p.add_argument("--train-minutes", type=float, default=20.0, help="the supernet's time budget (reported)")
     p.add_argument("--subnets", type=int, default=20)
-    p.add_argument("--scratch-epochs", type=int, default=5, help="from-scratch training of each subnet")
+    p.add_argument("--scratch-epochs", type=int, default=10, help="from-scratch training of each subnet")
     p.add_argument("--scratch-seeds", type=int, default=2,
                    help="training seeds per subnet from scratch (truth = their mean; >= 2 also gives the ceiling)")
     p.add_argument("--workers", type=int, default=2, help="processes training subnets from scratch")
@@ -142,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="checkpoint the supernet there after every epoch, and resume/reuse it if present")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--out", default=None, help="default experiments/results/ofa_ranking[_wide].json")
     args = p.parse_args(argv)
+    space = SPACES[args.space]
+    out_path = Path(args.out or RESULTS.with_name(RESULTS.stem + ("" if args.space == "reduced" else "_" + args.space)
+                                                  + RESULTS.suffix))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     if not Path(args.cifar).exists():
@@ -152,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     env = _environment()
     data = downsample(load_dataset(f"cifar10:{args.cifar}", seed=args.seed), args.downsample)
     config = OFAConfig(phases=OFAConfig.parse_phases(args.phases), random_subnets=args.sandwich)
-    trainer = OFATrainer(SPACE, data, config, seed=args.seed)
+    trainer = OFATrainer(space, data, config, seed=args.seed)
     if args.supernet is not None:
         trainer.load(args.supernet)  # resumes (or reuses) a supernet of the same space, data and schedule
     trainer.run(checkpoint=args.supernet)
@@ -164,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed + 1)
     genomes: dict[str, Any] = {}
     while len(genomes) < args.subnets:
-        g = sample_subnet(SPACE, rng)
+        g = sample_subnet(space, rng)
         genomes.setdefault(g.hash, g)
     calibration = calibration_batches(data, n_images=args.calibration_images, seed=args.seed)
     rows = []
@@ -183,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(i, s, g.to_dict()) for i, g in enumerate(genomes.values()) for s in range(args.scratch_seeds)]
     scratch: dict[int, list[dict[str, Any]]] = {}
     ctx = multiprocessing.get_context("spawn")
-    init = (args.cifar, args.seed, args.downsample, args.scratch_epochs, args.scratch_threads)
+    init = (args.cifar, args.seed, args.downsample, args.scratch_epochs, args.scratch_threads, args.space)
     with ctx.Pool(args.workers, initializer=_init_worker, initargs=init) as pool:
         for n, (i, res) in enumerate(pool.imap_unordered(_train_scratch, jobs), 1):
             scratch.setdefault(i, []).append(res)
@@ -227,12 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         "largest_val_accuracy_by_epoch": [round(h.largest_val_accuracy, 4) for h in trainer.history],
         "smallest_val_accuracy_by_epoch": [round(h.smallest_val_accuracy, 4) for h in trainer.history],
     }
-    out = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "space": SPACE.description,
+    out = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "space_description": space.description,
                       "input_shape": list(data.input_shape), "train_images": len(data.train_y),
                       "test_images": len(data.test_y), "environment": {**env, "load_avg_end": os.getloadavg()[0]}},
            "summary": summary, "subnets": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
     return 0
 
