@@ -290,6 +290,11 @@ def test_cli_ofa_search_trains_evolves_exports_with_weights_and_resumes(data, tm
         code, out, err = run_main([*common, "--budget", "8", *extra], capsys)
         assert code == 2 and f"was trained with {stored};" in err and len(err.strip().splitlines()) == 1, err
         assert "--supernet" in err
+    state = torch.load(tmp_path / ".nasbench" / "o.ofa.pt", weights_only=True)
+    state["config"]["batch_size"] = 32
+    torch.save(state, tmp_path / "b32.pt")  # a supernet trained at 32: an explicit --batch-size 64 (the default) clashes
+    code, out, err = run_main([*common, "--budget", "8", "--supernet", "b32.pt", "--batch-size", "64"], capsys)
+    assert code == 2 and "was trained with --batch-size 32;" in err, err
     assert len(load_study("sqlite:///s.db", "o").get_trials()) == 6
     code, out, err = run_main([*common, "--budget", "8", "--sandwich", "2", "--lr", "0.05", "--batch-size", "64"],
                               capsys)  # resumes: supernet loaded, two more subnets

@@ -16,9 +16,6 @@ __all__ = ["add_arguments", "run"]
 DEFAULT_PHASES = "full:2,kernel:1,depth:1,expansion:1,width:1"
 DEFAULT_SANDWICH = 2
 DEFAULT_LR = 0.05
-#: The default of the shared ``--batch-size`` flag (defined by ``nasbench search`` with a real default, so an
-#: explicit ``--batch-size 64`` cannot be told from none).
-DEFAULT_BATCH_SIZE = 64
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,7 +57,7 @@ def _config(args: argparse.Namespace, checkpoint: Path) -> Any:
     given = {"--ofa-phases": ("phases", args.ofa_phases is not None),
              "--sandwich": ("random_subnets", args.sandwich is not None),
              "--lr": ("lr", args.lr is not None),
-             "--batch-size": ("batch_size", args.batch_size != DEFAULT_BATCH_SIZE)}
+             "--batch-size": ("batch_size", args.batch_size_given)}
     clash = [flag for flag, (name, was_given) in given.items()
              if was_given and getattr(flags, name) != getattr(stored, name)]
     if clash:

@@ -10,6 +10,9 @@ from nasbench.cli import _darts_cmd, _ofa_cmd
 from nasbench.cli._shared import console, positive_int, search_progress
 from nasbench.cli._tables import trials_table
 
+#: Batch size when --batch-size is not given (the flag defaults to None so that OFA can tell "given" from "left out").
+DEFAULT_BATCH_SIZE = 64
+
 __all__ = ["register"]
 
 
@@ -29,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=positive_int, default=10, help="finished trials wanted in the study (default 10)")
     g = p.add_argument_group("training of each trial")
     g.add_argument("--epochs", type=float, default=None, help="training epochs per trial (default 4)")
-    g.add_argument("--batch-size", type=positive_int, default=64)
+    g.add_argument("--batch-size", type=positive_int, default=None, help=f"default {DEFAULT_BATCH_SIZE}")
     g.add_argument("--optimizer", default="sgd", help="sgd | adamw")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.05 sgd, 1e-3 adamw)")
     g.add_argument("--trial-seconds", type=float, default=None, help="wall-clock cap per trial's training")
@@ -188,6 +191,8 @@ def _search(args: argparse.Namespace) -> int:
     from nasbench.strategies import STRATEGIES, create_strategy
 
     _check_scheduler(args)
+    args.batch_size_given = args.batch_size is not None  # OFA: only a given one may contradict a stored supernet
+    args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE
     if args.strategy == "darts":  # --executor ray: the supernet trains in one Ray actor
         return _darts_cmd.run(args)
     if args.strategy == "ofa":
