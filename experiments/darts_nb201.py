@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of the epochs an early-stop guard ignores (0: none, as before it existed)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", nargs="+", type=int, default=[12], help="one setting per value")
-    p.add_argument("--limit", type=int, default=1000, help="images per split (train for w, val for alpha)")
+    p.add_argument("--limit", type=int, default=1000, help="images per split, at most (train for w, val for alpha; the shared CIFAR-10 has 6,000 / 2,000 / 2,000)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--C", type=int, default=8, help="stage-1 channels of the proxy skeleton (NB201: 16)")
     p.add_argument("--N", type=int, default=1, help="cells per stage of the proxy skeleton (NB201: 5)")

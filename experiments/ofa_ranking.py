@@ -24,7 +24,8 @@ One run, CPU-sized:
    by the number of subnets gives E; the scratch runs' validation accuracy after epoch
    ceil(E) is compared with the inherited validation accuracy.
 
-    python experiments/ofa_ranking.py            # ~30 min on 2 idle cores; JSON on stdout
+    python experiments/ofa_ranking.py               # ~55 min on 2 idle cores; JSON on stdout
+    python experiments/ofa_ranking.py --space wide  # the wide space
 """
 
 from __future__ import annotations
