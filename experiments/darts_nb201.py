@@ -40,10 +40,8 @@ import argparse
 import json
 import logging
 import multiprocessing
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,12 +55,15 @@ from search_spaces.nb201 import OPS as NB201_OPS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 try:
-    import nasbench
+    import nasbench  # noqa: F401
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
-    import nasbench
 
 from nasbench.benchmarks import NB201, resolve_nb201_paths  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported by path
+from _provenance import provenance  # noqa: E402
+
 from nasbench.space import Cell, CellSpace  # noqa: E402
 from nasbench.strategies._darts import COLLAPSE_GUARDS, DartsConfig, DartsSearch  # noqa: E402
 
@@ -257,16 +258,6 @@ def _guard_rank(guard: str) -> int:
     return order.index(guard) if guard in order else len(order)
 
 
-def _environment() -> dict[str, Any]:
-    try:
-        git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        git = None
-    return {"nasbench": nasbench.__version__, "git": git, "torch": torch.__version__,
-            "python": platform.python_version()}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the searches in parallel, look the cells up, print JSON and markdown."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -342,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          if k not in ("epochs", "batch_size", "collapse_guard",
                                                                       "early_stop_edges", "early_stop_warmup")},
                    "collapse_rule": f">= {COLLAPSE_EDGES} of 6 edges skip_connect/none or C10 test < {COLLAPSE_ACC}%",
-                   "environment": _environment()},
+                   "environment": provenance()},
         "wall_seconds_this_invocation": round(time.perf_counter() - t0, 1),
         "search_seconds_total": round(sum(r["seconds"] for r in runs), 1),
         "summary": summarize(runs),

@@ -42,8 +42,6 @@ import json
 import logging
 import math
 import multiprocessing
-import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -55,16 +53,18 @@ import optuna
 
 REPO = Path(__file__).resolve().parents[1]
 try:
-    import nasbench
+    import nasbench  # noqa: F401
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
-    import nasbench
 
 from nasbench._spaces import load_space  # noqa: E402
 from nasbench.benchmarks import NB201, NB201_DATASETS, BenchmarkEvaluator, resolve_nb201_paths  # noqa: E402
 from nasbench.errors import ConfigError, DataError, NasbenchError  # noqa: E402
 from nasbench.objectives import Objectives  # noqa: E402
 from nasbench.strategies import OptunaStrategy, Strategy, create_strategy  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported by path
+from _provenance import provenance  # noqa: E402
 
 logger = logging.getLogger("nb201_strategies")
 
@@ -288,7 +288,7 @@ def run_experiment(data: str | Path = DEFAULT_DATA, strategies: Sequence[str] = 
             "objective": "200-epoch validation accuracy (1 seed); reported: 200-epoch test accuracy (mean over seeds) of the best-by-validation architecture, %",
             "std": "sample std over seeds (ddof=1); sem = std / sqrt(n)",
             "query": "one distinct architecture looked up; repeats are told the cached result and not counted",
-            "data": str(accuracy_csv), "workers": workers, "versions": _versions(),
+            "data": str(accuracy_csv), "workers": workers, "versions": {**provenance(), "optuna": optuna.__version__},
             "wall_seconds": round(time.perf_counter() - started, 1),
         },
         "results": results,
@@ -324,18 +324,6 @@ def table_summary(accuracy_csv: str | Path, datasets: Sequence[str]) -> dict[str
             "oracle_by_val_ties": len(tied), "architectures": len(df),
         }
     return out
-
-
-def _versions() -> dict[str, Any]:
-    try:
-        git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True,
-                                    text=True, timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        git, dirty = None, None
-    return {"nasbench": nasbench.__version__, "git": git, "git_dirty": dirty, "optuna": optuna.__version__,
-            "python": platform.python_version()}
 
 
 def markdown_table(report: dict[str, Any], columns: Sequence[int] = (100, 300)) -> str:

@@ -37,10 +37,8 @@ import logging
 import math
 import multiprocessing
 import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,11 +48,13 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import kendalltau, spearmanr
 
-import nasbench
 from nasbench.data import DatasetSplits, load_dataset
 from nasbench.ofa import OFAConfig, OFATrainer, calibration_batches, recalibrate_bn, sample_subnet
 from nasbench.space import Block, Choice, Genome, MacroSpace, Stage
 from nasbench.train import TrainConfig, evaluate, train_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported by path
+from _provenance import provenance  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -97,17 +97,6 @@ def downsample(data: DatasetSplits, factor: int) -> DatasetSplits:
         return data
     pool = lambda x: F.avg_pool2d(x, factor)  # noqa: E731
     return dataclasses.replace(data, train_x=pool(data.train_x), val_x=pool(data.val_x), test_x=pool(data.test_x))
-
-
-def _environment() -> dict[str, Any]:
-    try:
-        git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        git = None
-    return {"nasbench": nasbench.__version__, "git": git, "torch": torch.__version__,
-            "python": platform.python_version(), "threads": torch.get_num_threads(),
-            "load_avg_start": os.getloadavg()[0]}
 
 
 _WORKER: dict[str, Any] = {}
@@ -169,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.cifar).exists():
         print(f"CIFAR-10 not found at {args.cifar}; pass --cifar PATH", file=sys.stderr)
         return 2
-    env = _environment()
+    env = {**provenance(), "threads": torch.get_num_threads()}
     data = downsample(load_dataset(f"cifar10:{args.cifar}", seed=args.seed), args.downsample)
     config = OFAConfig(phases=OFAConfig.parse_phases(args.phases), random_subnets=args.sandwich)
     trainer = OFATrainer(space, data, config, seed=args.seed)
@@ -249,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "space_description": space.description,
                       "input_shape": list(data.input_shape), "train_images": len(data.train_y),
-                      "test_images": len(data.test_y), "environment": {**env, "load_avg_end": os.getloadavg()[0]}},
+                      "test_images": len(data.test_y), "environment": {**env, "load_avg_1min_end": round(os.getloadavg()[0], 2)}},
            "summary": summary, "subnets": rows}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(out, indent=1) + "\n")
