@@ -60,12 +60,11 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 from nasbench.benchmarks import NB201, resolve_nb201_paths  # noqa: E402
+from nasbench.space import Cell, CellSpace  # noqa: E402
+from nasbench.strategies._darts import COLLAPSE_GUARDS, DartsConfig, DartsSearch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported by path
 from _provenance import provenance  # noqa: E402
-
-from nasbench.space import Cell, CellSpace  # noqa: E402
-from nasbench.strategies._darts import COLLAPSE_GUARDS, DartsConfig, DartsSearch  # noqa: E402
 
 logger = logging.getLogger("darts_nb201")
 
@@ -110,7 +109,7 @@ def run_search(task: dict[str, Any]) -> dict[str, Any]:
     data = load_dataset(f"cifar10:{task['cifar']}", seed=task["seed"], limit=task["limit"])
     config = DartsConfig(epochs=task["epochs"], batch_size=task["batch_size"], collapse_guard=task["guard"],
                          early_stop_edges=task.get("early_stop_edges", DartsConfig.early_stop_edges),
-                         early_stop_warmup=task["settings"].get("early_stop_warmup", 0.0))
+                         early_stop_warmup=task.get("early_stop_warmup", 0.0))
     search = DartsSearch(space, data, config, seed=task["seed"])
     t0 = time.perf_counter()
     epochs = []

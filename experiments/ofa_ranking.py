@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="default experiments/results/ofa_ranking[_wide].json")
     args = p.parse_args(argv)
     space = SPACES[args.space]
-    out_path = Path(args.out or RESULTS.with_name(RESULTS.stem + ("" if args.space == "reduced" else "_" + args.space)
-                                                  + RESULTS.suffix))
+    out_path = Path(args.out or (RESULTS if args.space == "reduced" else RESULTS.with_stem(f"ofa_ranking_{args.space}")))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     if not Path(args.cifar).exists():
