@@ -24,6 +24,11 @@ test), the optimum is 94.37%, random search 93.70%. The script also does random 
 table look-ups (best-by-validation of ``--random-n`` uniform cells, ``--random-seeds``
 seeds) and reports the mean test accuracy of a uniformly random cell.
 
+With ``--selection perturbation`` the final cell comes from DARTS-PT's perturbation selection
+after the search (``nasbench.strategies.SELECTIONS``); each such run also records the cell that
+alpha selection gives at the end of the same search (``final.alpha_selection``), a paired
+comparison.
+
 Runs already in ``--out`` with identical settings are reused (``--fresh`` redoes them), so
 adding an epoch count or a guard only trains the new runs; runs of other settings already in
 ``--out`` are kept in it (and in the tables). Prints one JSON object to stdout (written
@@ -32,6 +37,8 @@ to ``--out`` too) and a markdown table to stderr.
     python experiments/darts_nb201.py                 # 4 guards x 3 seeds x 12 epochs (reuses runs)
     python experiments/darts_nb201.py --epochs 12 36  # adds a 36-epoch setting, reuses the 12
     python experiments/darts_nb201.py --quick         # 1 seed, 2 epochs, 200 images: < 1 min
+    python experiments/darts_nb201.py --guards darts-minus+early-stop --epochs 24 --limit 6000 \
+        --selection perturbation --seeds 0 1 2 3      # the README's perturbation-selection runs
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ except ImportError:  # run from a checkout without installing
 
 from nasbench.benchmarks import NB201, resolve_nb201_paths  # noqa: E402
 from nasbench.space import Cell, CellSpace  # noqa: E402
-from nasbench.strategies._darts import COLLAPSE_GUARDS, DartsConfig, DartsSearch  # noqa: E402
+from nasbench.strategies._darts import COLLAPSE_GUARDS, SELECTIONS, DartsConfig, DartsSearch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported by path
 from _provenance import provenance  # noqa: E402
@@ -109,23 +116,31 @@ def run_search(task: dict[str, Any]) -> dict[str, Any]:
     data = load_dataset(f"cifar10:{task['cifar']}", seed=task["seed"], limit=task["limit"])
     config = DartsConfig(epochs=task["epochs"], batch_size=task["batch_size"], collapse_guard=task["guard"],
                          early_stop_edges=task.get("early_stop_edges", DartsConfig.early_stop_edges),
-                         early_stop_warmup=task.get("early_stop_warmup", 0.0))
+                         early_stop_warmup=task.get("early_stop_warmup", 0.0),
+                         selection=task.get("selection", "alpha"),
+                         projection_tune_epochs=task.get("projection_tune_epochs", DartsConfig.projection_tune_epochs))
     search = DartsSearch(space, data, config, seed=task["seed"])
     t0 = time.perf_counter()
     epochs = []
+    alpha_answer = None  # what alpha selection answers when the search ends (paired comparison with perturbation)
     while not search.finished:
+        if alpha_answer is None and search.search_done:
+            alpha_answer = search.result.epoch
         r = search.train_epoch()
         arch = space.to_arch_str(r.genome)
         epochs.append({"epoch": r.epoch, "arch": arch, "supernet_val_accuracy": round(100 * r.val_accuracy, 2),
                        "train_loss": round(r.train_loss, 4), "val_loss": round(r.val_loss, 4),
                        "aux_skip": round(r.aux_skip, 4), "seconds": round(r.seconds, 2),
                        "parameter_free_edges": r.parameter_free_edges["cell"], "dominated": r.dominated,
-                       "probabilities": r.probabilities["cell"]})
+                       "probabilities": r.probabilities["cell"],
+                       **({"decision": r.extra["decision"], "choice": r.extra["choice"], "scores": r.extra["scores"]}
+                          if r.extra.get("phase") == "perturbation" else {})})
         logger.info("%s seed %d epoch %d/%d: %s supernet val %.1f%% (%.1fs)", task["guard"], task["seed"],
                     r.epoch + 1, config.epochs, arch, 100 * r.val_accuracy, r.seconds)
     return {"key": task["key"], "settings": task["settings"], "seconds": round(time.perf_counter() - t0, 1),
             "train_images": len(data.train_y), "val_images": len(data.val_y), "stopped_at": search.stopped_at,
-            "result_epoch": search.result.epoch, "epochs": epochs}
+            "result_epoch": search.result.epoch,
+            "alpha_result_epoch": search.result.epoch if alpha_answer is None else alpha_answer, "epochs": epochs}
 
 
 def annotate(run: dict[str, Any], bench: NB201, all_c10: np.ndarray) -> dict[str, Any]:
@@ -149,6 +164,9 @@ def annotate(run: dict[str, Any], bench: NB201, all_c10: np.ndarray) -> dict[str
                     "supernet_val_accuracy": final["supernet_val_accuracy"],
                     "collapsed": counts["skip"] + counts["none"] >= COLLAPSE_EDGES
                     or 100 * q["cifar10"]["test_accuracy"] < COLLAPSE_ACC}
+    if "alpha_result_epoch" in run:  # the cell alpha selection gives at the end of the same search
+        alpha = next(e for e in run["epochs"] if e["epoch"] == run["alpha_result_epoch"])
+        run["final"]["alpha_selection"] = {"arch": alpha["arch"], "epoch": alpha["epoch"], "c10_test": alpha["c10_test"]}
     probs = np.sort(np.asarray(final["probabilities"]), axis=1)
     run["final"]["max_probability"] = round(float(probs[:, -1].max()), 4)  # uniform: 0.2
     run["final"]["mean_argmax_margin"] = round(float((probs[:, -1] - probs[:, -2]).mean()), 4)
@@ -191,7 +209,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out = {}
     def order(rs: list[dict[str, Any]]) -> tuple:
         st = rs[0]["settings"]
-        return st["limit"], st["epochs"], _guard_rank(st["guard"]), st.get("early_stop_warmup", 0.0)
+        return (st["limit"], st["epochs"], _guard_rank(st["guard"]), st.get("early_stop_warmup", 0.0),
+                st.get("selection", "alpha"))
 
     for name, rs in sorted(groups.items(), key=lambda kv: order(kv[1])):
         f = [r["final"] for r in rs]
@@ -208,6 +227,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_epochs_trained": round(statistics.fmean(len(r["epochs"]) for r in rs), 2),
             "search_seconds": _stats([r["seconds"] for r in rs]),
         }
+        if rs[0]["settings"].get("selection", "alpha") != "alpha":  # paired: alpha selection of the same searches
+            out[name]["alpha_selection_c10"] = _stats([x["alpha_selection"]["c10_test"] for x in f])
     return out
 
 
@@ -247,9 +268,12 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _label(settings: dict[str, Any]) -> str:
-    """The guard, with its early-stop warm-up when the run had one."""
+    """The guard, with its early-stop warm-up when the run had one, and the selection when not alpha."""
     warm = settings.get("early_stop_warmup")
-    return f"{settings['guard']} (warm-up {warm:g})" if warm else settings["guard"]
+    label = f"{settings['guard']} (warm-up {warm:g})" if warm else settings["guard"]
+    if settings.get("selection", "alpha") != "alpha":
+        label += f", {settings['selection']} selection (tune {settings['projection_tune_epochs']})"
+    return label
 
 
 def _guard_rank(guard: str) -> int:
@@ -266,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="early-stop guards: stop when parameter-free ops sit on >= K of the 6 edges (default %(default)s)")
     p.add_argument("--early-stop-warmup", type=float, default=DartsConfig.early_stop_warmup,
                    help="share of the epochs an early-stop guard ignores (0: none, as before it existed)")
+    p.add_argument("--selection", choices=SELECTIONS, default="alpha",
+                   help="how the final cell is read off the supernet (perturbation: DARTS-PT)")
+    p.add_argument("--projection-tune-epochs", type=int, default=DartsConfig.projection_tune_epochs,
+                   help="perturbation selection: supernet epochs between two decisions")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", nargs="+", type=int, default=[12], help="one setting per value")
     p.add_argument("--limit", type=int, default=1000, help="images per split, at most (train for w, val for alpha; the shared CIFAR-10 has 6,000 / 2,000 / 2,000)")
@@ -299,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                     settings["early_stop_edges"] = a.early_stop_edges
                     if a.early_stop_warmup:  # runs before the warm-up existed had none
                         settings["early_stop_warmup"] = a.early_stop_warmup
+                if a.selection != "alpha":  # runs before perturbation selection existed used alpha
+                    settings.update(selection=a.selection, projection_tune_epochs=a.projection_tune_epochs)
                 tasks.append({**settings, "settings": settings, "cifar": str(a.cifar), "threads": a.threads,
                               "key": json.dumps(settings, sort_keys=True)})
     old: dict[str, dict[str, Any]] = {}
@@ -321,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     kept = [annotate(r, bench, all_c10) for k, r in old.items() if k not in asked]  # other settings stay in --out
     runs = sorted(runs + kept, key=lambda r: (r["settings"]["limit"], r["settings"]["epochs"],
                                               _guard_rank(r["settings"]["guard"]),
-                                              r["settings"].get("early_stop_warmup", 0.0), r["settings"]["seed"]))
+                                              r["settings"].get("early_stop_warmup", 0.0),
+                                              r["settings"].get("selection", "alpha"), r["settings"]["seed"]))
     result = {
         "config": {"guards": sorted({r["settings"]["guard"] for r in runs}, key=_guard_rank),
                    "seeds": sorted({r["settings"]["seed"] for r in runs}),
@@ -330,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                    "early_stop_edges": a.early_stop_edges,
                    "cifar": str(a.cifar.name), "darts": {k: v for k, v in vars(DartsConfig()).items()
                                                          if k not in ("epochs", "batch_size", "collapse_guard",
-                                                                      "early_stop_edges", "early_stop_warmup")},
+                                                                      "early_stop_edges", "early_stop_warmup",
+                                                                      "selection", "projection_tune_epochs")},
                    "collapse_rule": f">= {COLLAPSE_EDGES} of 6 edges skip_connect/none or C10 test < {COLLAPSE_ACC}%",
                    "environment": provenance()},
         "wall_seconds_this_invocation": round(time.perf_counter() - t0, 1),

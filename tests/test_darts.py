@@ -53,8 +53,9 @@ def data() -> DatasetSplits:
 
 
 def config(**changes) -> DartsConfig:  # noqa: ANN003
-    """A 2-epoch config with batch 32 (2 steps per epoch on 64 images)."""
-    return DartsConfig(**{"epochs": 2, "batch_size": 32, **changes})
+    """A 2-epoch config with batch 32 (2 steps per epoch on 64 images), alpha selection (the search alone;
+    perturbation selection is tested in test_darts_selection)."""
+    return DartsConfig(**{"epochs": 2, "batch_size": 32, "selection": "alpha", **changes})
 
 
 def params(module: nn.Module) -> list[torch.Tensor]:
@@ -280,8 +281,7 @@ def test_darts_minus_aux_skip_decays_linearly_to_zero(data: DatasetSplits) -> No
     search = DartsSearch(T201, data, config(epochs=3, aux_skip=0.9))
     used = [r.aux_skip for r in search.run()]
     assert used == pytest.approx([0.9, 0.6, 0.3])  # 0.9 * (1 - epoch / epochs): 0 at the end
-    search.epoch = 3
-    assert search._aux_skip() == 0.0
+    assert search._aux_skip(3) == 0.0
 
 
 def test_without_guard_there_is_no_aux_skip(data: DatasetSplits) -> None:
@@ -616,7 +616,8 @@ from nasbench.space import Cell, CellSpace
 SPACE = CellSpace("tcli", [Cell("cell", {"none": "zero", "skip_connect": "skip", "nor_conv_3x3": "relu_conv_bn_3x3"},
                                  nodes=3)], skeleton="nb201", C=4, N=1)
 """
-QUICK = ["--dataset", "digits", "--limit", "120", "--epochs", "2", "--retrain-epochs", "1", "--batch-size", "32"]
+QUICK = ["--dataset", "digits", "--limit", "120", "--epochs", "2", "--retrain-epochs", "1", "--batch-size", "32",
+         "--selection", "alpha"]
 
 
 def cli(args: list[str], capsys) -> tuple[int, str]:  # noqa: ANN001

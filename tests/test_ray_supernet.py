@@ -36,10 +36,11 @@ SPACE = CellSpace("tcli", [Cell("cell", {"none": "zero", "skip_connect": "skip",
 """
 EPOCHS = 3
 QUICK = ["--quiet", "search", "--strategy", "darts", "--space", "space.py", "--dataset", "digits", "--limit", "120",
-         "--epochs", str(EPOCHS), "--retrain-epochs", "1", "--batch-size", "32", "--collapse-guard", "darts-minus"]
+         "--epochs", str(EPOCHS), "--retrain-epochs", "1", "--batch-size", "32", "--collapse-guard", "darts-minus",
+         "--selection", "alpha"]
 STUDY = "tcli-digits-darts"
 #: What the CLI builds from QUICK (its flags' defaults are DartsConfig's).
-CONFIG = DartsConfig(epochs=EPOCHS, batch_size=32, collapse_guard="darts-minus")  # no early stop: 3 epochs
+CONFIG = DartsConfig(epochs=EPOCHS, batch_size=32, collapse_guard="darts-minus", selection="alpha")  # 3 epochs
 
 
 def trials(folder: Path) -> list[optuna.trial.FrozenTrial]:
@@ -246,10 +247,33 @@ def test_errors_of_the_search_come_back_as_themselves(ray_cluster, tmp_path) -> 
         with pytest.raises(ConfigError, match="cannot read checkpoint .*bad.pt"):
             supernet.load(bad)
         other = tmp_path / "other.pt"
-        DartsSearch(load_space(str(tmp_path / "space.py")), _digits(), DartsConfig(epochs=5, batch_size=32)).save(other)
+        DartsSearch(load_space(str(tmp_path / "space.py")), _digits(), DartsConfig(epochs=5, batch_size=32, selection="alpha")).save(other)
         with pytest.raises(ConfigError, match="other hyperparameters"):
             supernet.load(other)
         report = supernet.train_epoch()  # the actor survived the errors
         assert report.epoch == 0 and supernet.epoch == 1
     finally:
         supernet.shutdown()
+
+
+def test_perturbation_selection_runs_in_the_actor_like_in_process(ray_cluster, tmp_path) -> None:  # noqa: ANN001
+    from nasbench.hardware import torch_threads
+
+    config = DartsConfig(epochs=1, batch_size=32, collapse_guard="darts-minus", selection="perturbation",
+                         projection_tune_epochs=1)
+    rec = StudyRecorder(f"sqlite:///{tmp_path / 'study.db'}", STUDY, load_space(str(workdir(tmp_path) / "space.py")),
+                        Objectives.parse("accuracy"), {"strategy": "darts"})
+    supernet = RaySupernet(job(tmp_path, config=config), cpus_per_trial=1)
+    try:
+        outcome = run_darts(supernet, rec, Objectives.parse("accuracy"), checkpoint=tmp_path / "ck.pt")
+    finally:
+        supernet.shutdown()
+    with torch_threads(1):
+        local = DartsSearch(load_space(str(tmp_path / "space.py")), _digits(), config)
+        local.run()
+    got = [t for t in rec.study.get_trials() if t.user_attrs["strategy"] == "darts"]
+    assert [t.user_attrs.get("selection_decision") for t in got] == \
+        [None] + [f"{r.extra['decision']}={r.extra['choice']}" for r in local.history[1:]]
+    assert outcome.genome == local.result.genome
+    resumed = DartsSearch(load_space(str(tmp_path / "space.py")), _digits(), config)
+    assert resumed.load(tmp_path / "ck.pt") and resumed.finished and resumed.net.fixed_ops == local.net.fixed_ops

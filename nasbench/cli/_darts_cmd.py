@@ -31,6 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stop-warmup", type=float, default=0.25,
                    help="share of the epochs the early stop ignores while alpha is still near uniform (default 0.25)")
     g.add_argument("--aux-skip", type=float, default=1.0, help="initial weight of DARTS-'s auxiliary skip")
+    g.add_argument("--selection", default=None,
+                   help="how the final genome is read off the supernet: perturbation (DARTS-PT: each edge keeps the op "
+                        "whose removal raises the validation loss most; the default) or alpha (argmax, DARTS; the "
+                        "default with a latency-aware loss, which perturbation cannot weigh)")
+    g.add_argument("--projection-tune-epochs", type=int, default=1,
+                   help="perturbation selection: supernet epochs between two decisions (default 1)")
     g.add_argument("--latency-weight", type=float, default=0.0, help="λ of L_val + λ·E[latency] (needs --latency-profile)")
     g.add_argument("--retrain-epochs", type=float, default=4.0, help="retrain the derived genome from scratch (0: skip)")
     g.add_argument("--checkpoint", default=None, help="checkpoint file (default .nasbench/STUDY.darts.pt); resumes")
@@ -55,11 +61,14 @@ def run(args: argparse.Namespace) -> int:
     if int(epochs) != epochs:
         raise ConfigError(f"DARTS --epochs must be a whole number, got {epochs:g}")
     epochs = int(epochs)
+    latency_loss = args.latency_weight > 0 or args.max_latency_ms is not None
+    selection = args.selection or ("alpha" if latency_loss else DartsConfig.selection)
     config = DartsConfig(epochs=epochs, batch_size=args.batch_size, w_lr=args.w_lr, w_weight_decay=args.w_weight_decay,
                          alpha_lr=args.alpha_lr, alpha_weight_decay=args.alpha_weight_decay, unrolled=args.unrolled,
                          collapse_guard=args.collapse_guard, aux_skip=args.aux_skip, latency_weight=args.latency_weight,
                          max_latency_ms=args.max_latency_ms, early_stop_edges=args.early_stop_edges,
-                         early_stop_warmup=args.early_stop_warmup)
+                         early_stop_warmup=args.early_stop_warmup, selection=selection,
+                         projection_tune_epochs=args.projection_tune_epochs)
     spec = args.dataset or "digits"
     data = load_dataset(spec, seed=args.seed, limit=args.limit)
     predictor = None
@@ -117,8 +126,12 @@ def _search(args: argparse.Namespace, search: Any, space: Any, data: Any, spec: 
     from nasbench.data import parse_spec
     from nasbench.runner import DEFAULT_STORAGE, StudyRecorder, redact
     from nasbench.runner._darts_run import plot_alphas, run_darts
+    from nasbench.strategies._projection import count_decisions
 
-    epochs = config.epochs
+    decisions = count_decisions(space) if config.selection == "perturbation" else 0
+    epochs = config.epochs + decisions  # the progress bar counts each perturbation decision as an epoch
+    selection = (f"perturbation selection ({decisions} decisions, {config.projection_tune_epochs} tune epochs each)"
+                 if decisions else "alpha selection")
     storage = args.storage or DEFAULT_STORAGE
     study_name = args.study or "-".join([space.name, parse_spec(spec)[0], "darts", *objectives.names[1:]])
     settings = {"strategy": "darts", "seed": args.seed, "space_source": args.space or "nb201", "dataset": spec,
@@ -128,8 +141,8 @@ def _search(args: argparse.Namespace, search: Any, space: Any, data: Any, spec: 
     search.load(checkpoint)  # a bad or mismatched checkpoint fails here, before the study is made or changed
     recorder = StudyRecorder(storage, study_name, space, objectives, settings)
     console.print(f"study [bold]{study_name}[/] in {redact(storage)}: DARTS on {space.name} ({data.name}, "
-                  f"{len(data.train_y)} train for weights / {len(data.val_y)} val for alpha), {epochs} epochs, "
-                  f"collapse guard {config.collapse_guard}, checkpoint {checkpoint}{where}")
+                  f"{len(data.train_y)} train for weights / {len(data.val_y)} val for alpha), {config.epochs} epochs, "
+                  f"collapse guard {config.collapse_guard}, {selection}, checkpoint {checkpoint}{where}")
     interrupted = False
     with search_progress("supernet val {task.fields[acc]}", args.quiet) as progress:
         task = progress.add_task("epochs", total=epochs, acc="-")

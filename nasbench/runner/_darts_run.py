@@ -150,6 +150,9 @@ def _epoch_metrics(search: DartsSearch, report: DartsEpoch) -> dict[str, Any]:
         "parameter_free_edges": getattr(report, "parameter_free_edges", None),
         "dominated": getattr(report, "dominated", None),
     }
+    if report.extra.get("phase") == "perturbation":  # one decision of the perturbation selection
+        metrics.update(selection_decision=f"{report.extra['decision']}={report.extra['choice']}",
+                       selection_scores=report.extra["scores"])
     if report.predicted_latency_ms is not None:
         metrics.update(latency_ms=report.predicted_latency_ms, expected_latency_ms=report.expected_latency_ms,
                        latency_source="predicted")

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from nasbench.registry import Registry
 from nasbench.strategies._base import Strategy
-from nasbench.strategies._darts import COLLAPSE_GUARDS, DartsConfig, DartsEpoch, DartsSearch
+from nasbench.strategies._darts import (
+    COLLAPSE_GUARDS,
+    SELECTIONS,
+    DartsConfig,
+    DartsEpoch,
+    DartsSearch,
+)
 from nasbench.strategies._evolution import EvolutionStrategy
 from nasbench.strategies._optuna import NSGA2Strategy, OptunaStrategy, RandomStrategy, TPEStrategy
 
 __all__ = ["STRATEGIES", "Strategy", "OptunaStrategy", "RandomStrategy", "TPEStrategy", "NSGA2Strategy",
            "EvolutionStrategy", "create_strategy",
-           "COLLAPSE_GUARDS", "DartsConfig", "DartsEpoch", "DartsSearch"]
+           "COLLAPSE_GUARDS", "SELECTIONS", "DartsConfig", "DartsEpoch", "DartsSearch"]
 
 #: Strategy name -> class.
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from nasbench._checkpoint import load_checkpoint, plain, save_checkpoint
 from nasbench.errors import ConfigError, NasbenchError, TrainingError
+from nasbench.strategies._projection import decide, plan_decisions
 from nasbench.supernet import CellSupernet
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from nasbench.hardware import LatencyPredictor
     from nasbench.space import CellSpace, Genome
 
-__all__ = ["DartsConfig", "DartsEpoch", "DartsSearch", "COLLAPSE_GUARDS"]
+__all__ = ["DartsConfig", "DartsEpoch", "DartsSearch", "COLLAPSE_GUARDS", "SELECTIONS"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,20 @@ logger = logging.getLogger(__name__)
 #:   stop there returned a cell of a supernet that had barely trained.
 #: - ``darts-minus+early-stop``: both. ``none``: plain DARTS.
 COLLAPSE_GUARDS = ("darts-minus", "early-stop", "darts-minus+early-stop", "none")
+
+#: How the final genome is read off the supernet (``DartsConfig.selection``):
+#:
+#: - ``alpha``: DARTS's own rule, the strongest op by softmax(alpha) (``CellSupernet.derive``).
+#: - ``perturbation``: DARTS-PT (Wang et al., 2021, "Rethinking architecture selection in
+#:   differentiable NAS"). After the search, the edges are decided one at a time in a seeded
+#:   random order: each candidate op is masked out in turn, and the edge keeps the op whose
+#:   removal raises the supernet's validation loss most (ties: lowers the accuracy most). The
+#:   edge is then discretized and the supernet tuned ``projection_tune_epochs`` epochs (weights
+#:   at a tenth of ``w_lr``, alphas as before) before the next decision. Two-input cells then pick
+#:   each node's inputs the same way, by cutting one incoming edge at a time. Alpha magnitudes
+#:   do not say how much the supernet needs an op (one reason argmax alpha drifts to skip
+#:   connections, per Wang et al.); what its removal costs does.
+SELECTIONS = ("alpha", "perturbation")
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,8 @@ class DartsConfig:
     early_stop_warmup: float = 0.25
     latency_weight: float = 0.0
     max_latency_ms: float | None = None
+    selection: str = "perturbation"
+    projection_tune_epochs: int = 1
 
     def __post_init__(self) -> None:
         if int(self.epochs) != self.epochs:
@@ -83,6 +100,14 @@ class DartsConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.latency_weight < 0 or (self.max_latency_ms is not None and not self.max_latency_ms > 0):
             raise ConfigError("latency weight must be >= 0 and --max-latency-ms positive")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"unknown selection {self.selection!r}; valid: {', '.join(SELECTIONS)}")
+        if isinstance(self.projection_tune_epochs, bool) or int(self.projection_tune_epochs) != self.projection_tune_epochs \
+                or self.projection_tune_epochs < 0:
+            raise ConfigError(f"projection tune epochs must be a whole number >= 0, got {self.projection_tune_epochs}")
+        if self.selection == "perturbation" and (self.latency_weight > 0 or self.max_latency_ms is not None):
+            raise ConfigError("perturbation selection ranks ops by the supernet's validation loss alone; "
+                              "a latency-aware DARTS needs --selection alpha")
 
 
 @dataclass
@@ -153,6 +178,9 @@ class DartsSearch:
         self.history: list[DartsEpoch] = []
         #: Epoch at which the early-stop guard ended the search (None: it did not).
         self.stopped_at: int | None = None
+        #: Perturbation selection: the decisions to make after the search, and how many are made.
+        self.decisions = plan_decisions(self.net, seed) if config.selection == "perturbation" else []
+        self.projected = 0
 
     # -- one epoch ------------------------------------------------------------------------------
     def expected_latency(self) -> torch.Tensor:
@@ -231,25 +259,49 @@ class DartsSearch:
         self.w_opt.step()
         return float(loss.detach())
 
-    def _aux_skip(self) -> float:
+    def _aux_skip(self, epoch: int) -> float:
+        """DARTS-'s auxiliary skip weight in search epoch ``epoch`` (0 without that guard)."""
         if self.config.collapse_guard not in ("darts-minus", "darts-minus+early-stop"):
             return 0.0
-        return self.config.aux_skip * max(0.0, 1.0 - self.epoch / self.config.epochs)
+        return self.config.aux_skip * max(0.0, 1.0 - epoch / self.config.epochs)
 
     def train_epoch(self) -> DartsEpoch:
-        """One epoch of alternating alpha and weight steps, then evaluation and derivation."""
+        """One epoch of alternating alpha and weight steps, then evaluation and derivation; after the
+        search, with perturbation selection, one decision of it (``_projection_epoch``)."""
+        if self.finished:
+            if self.decisions:
+                raise NasbenchError(f"DARTS finished its search and perturbation selection; its result is epoch "
+                                    f"{self.result.epoch}'s genome")
+            if self.stopped_at is not None:
+                raise NasbenchError(f"DARTS stopped early at epoch {self.stopped_at} (parameter-free ops dominated "
+                                    f"the cell); its result is epoch {self.result.epoch}'s genome")
+            raise NasbenchError(f"DARTS already ran its {self.config.epochs} epochs")
+        if self.search_done:
+            return self._projection_epoch()
+        t0 = time.perf_counter()
+        self.net.set_aux_skip(self._aux_skip(self.epoch))
+        losses, val_batches = self._train_pass(self.seed * 1000 + self.epoch)
+        self.sched.step()
+        report = self._report(t0, losses, val_batches)
+        if self._lat is not None:
+            report.expected_latency_ms = float(self.expected_latency().detach())
+            report.predicted_latency_ms = self.predictor.predict(report.genome)  # type: ignore[union-attr]
+            self._adapt_latency_weight(report.predicted_latency_ms)
+        self.epoch += 1
+        self.history.append(report)
+        logger.info("DARTS epoch %d: supernet val acc %.4f, train loss %.4f, %.1fs, derived %s", report.epoch,
+                    report.val_accuracy, report.train_loss, report.seconds, report.genome.hash)
+        self._check_early_stop(report)
+        return report
+
+    def _train_pass(self, seed: int) -> tuple[list[float], list[tuple[torch.Tensor, torch.Tensor]]]:
+        """One pass over the training split, alternating alpha and weight steps; returns the weight
+        steps' losses and the (shuffled) validation batches."""
         from nasbench.data import iterate_batches
 
-        if self.stopped_at is not None:
-            raise NasbenchError(f"DARTS stopped early at epoch {self.stopped_at} (parameter-free ops dominated the "
-                                f"cell); its result is epoch {self.result.epoch}'s genome")
-        if self.epoch >= self.config.epochs:
-            raise NasbenchError(f"DARTS already ran its {self.config.epochs} epochs")
-        t0 = time.perf_counter()
-        d, dev = self.data, self.device
-        self.net.set_aux_skip(self._aux_skip())
-        gen = torch.Generator(device="cpu").manual_seed(self.seed * 1000 + self.epoch)
-        common = dict(device=dev, mean=d.mean, std=d.std, drop_last=True)
+        d = self.data
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        common = dict(device=self.device, mean=d.mean, std=d.std, drop_last=True)
         bs = min(self.config.batch_size, len(d.train_y), len(d.val_y))
         train = iterate_batches(d.train_x, d.train_y, bs, shuffle=True, generator=gen,
                                 augmentation=self.augmentation if self.augmentation.enabled else None, **common)
@@ -257,7 +309,7 @@ class DartsSearch:
         self.net.train()
         losses = []
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed * 1000 + self.epoch)
+            torch.manual_seed(seed)
             for step, (xb, yb) in enumerate(train):
                 xv, yv = val_batches[step % len(val_batches)]
                 loss = self.step(xb, yb, xv, yv)
@@ -265,7 +317,10 @@ class DartsSearch:
                     raise TrainingError(f"DARTS supernet loss became {loss} at epoch {self.epoch} step {step}; "
                                         "lower --w-lr")
                 losses.append(loss)
-        self.sched.step()
+        return losses, val_batches
+
+    def _report(self, t0: float, losses: list[float], val_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> DartsEpoch:
+        """Evaluate the supernet, derive its genome and describe the epoch."""
         val_acc, val_loss = self._evaluate_supernet(val_batches)
         genome = self.net.derive()
         report = DartsEpoch(
@@ -275,15 +330,46 @@ class DartsSearch:
             aux_skip=self.net.aux_skip, latency_weight=self.latency_weight)
         report.parameter_free_edges = self.net.parameter_free_edges(genome)
         report.dominated = any(report.parameter_free_edges[c] >= self.config.early_stop_edges for c in self._watched())
-        if self._lat is not None:
-            report.expected_latency_ms = float(self.expected_latency().detach())
-            report.predicted_latency_ms = self.predictor.predict(genome)  # type: ignore[union-attr]
-            self._adapt_latency_weight(report.predicted_latency_ms)
+        return report
+
+    # -- perturbation selection (DARTS-PT) ----------------------------------------------------------
+    @property
+    def search_done(self) -> bool:
+        """Whether the alpha search is over: all its epochs ran, or the early stop ended it."""
+        return self.stopped_at is not None or self.epoch >= self.config.epochs
+
+    def _projection_epoch(self) -> DartsEpoch:
+        """One decision of the perturbation selection, then ``projection_tune_epochs`` of tuning
+        (none after the last decision). Reported as one more epoch."""
+        from nasbench.data import iterate_batches
+
+        t0 = time.perf_counter()
+        d = self.data
+        # the supernet keeps the auxiliary skip of its last search epoch: its weights were trained with it
+        self.net.set_aux_skip(self._aux_skip(self.config.epochs - 1 if self.stopped_at is None else self.stopped_at))
+        if self.projected == 0:  # DARTS-PT tunes at a tenth of the search's learning rate
+            for group in self.w_opt.param_groups:
+                group["lr"] = self.config.w_lr / 10
+        bs = min(self.config.batch_size, len(d.val_y))
+        scoring = list(iterate_batches(d.val_x, d.val_y, bs, shuffle=False, device=self.device, mean=d.mean, std=d.std,
+                                       drop_last=True))
+        decision = self.decisions[self.projected]
+        choice, scores = decide(self.net, decision, lambda: self._evaluate_supernet(scoring))
+        self.projected += 1
+        kind, cell, index = decision
+        where = f"{cell}.e{'-'.join(map(str, self.net.edges[cell][index]))}" if kind == "op" else f"{cell}.n{index}.inputs"
+        logger.info("DARTS-PT decision %d/%d: %s = %s (validation loss without each: %s)", self.projected,
+                    len(self.decisions), where, choice, {k: v[1] for k, v in scores.items()})
+        losses: list[float] = []
+        val_batches = scoring
+        if self.projected < len(self.decisions):
+            for t in range(self.config.projection_tune_epochs):
+                more, val_batches = self._train_pass(self.seed * 1000 + self.epoch * 100 + t)
+                losses += more
+        report = self._report(t0, losses, val_batches)
+        report.extra = {"phase": "perturbation", "decision": where, "choice": choice, "scores": scores}
         self.epoch += 1
         self.history.append(report)
-        logger.info("DARTS epoch %d: supernet val acc %.4f, train loss %.4f, %.1fs, derived %s", report.epoch,
-                    val_acc, report.train_loss, report.seconds, genome.hash)
-        self._check_early_stop(report)
         return report
 
     # -- early stop (DARTS+) ----------------------------------------------------------------------
@@ -312,8 +398,8 @@ class DartsSearch:
 
     @property
     def finished(self) -> bool:
-        """Whether the search is over: all epochs ran, or the early stop ended it."""
-        return self.stopped_at is not None or self.epoch >= self.config.epochs
+        """Whether the search is over: the alpha search is done and so is the perturbation selection if asked."""
+        return self.search_done and self.projected >= len(self.decisions)
 
     @property
     def result(self) -> DartsEpoch:
@@ -324,6 +410,8 @@ class DartsSearch:
         """
         if not self.history:
             raise NasbenchError("DARTS has not trained an epoch yet")
+        if self.projected:  # perturbation selection: its latest decision (all of them once finished)
+            return self.history[-1]
         if self.stopped_at is not None:
             clean = [h for h in self.history
                      if self.warmup_epochs <= h.epoch < self.stopped_at and not h.dominated]
@@ -373,10 +461,13 @@ class DartsSearch:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Supernet weights and alphas, optimizer and scheduler states, epoch, λ, early stop, history."""
+        """Supernet weights and alphas, optimizer and scheduler states, epoch, λ, early stop, the
+        perturbation selection's decisions so far, history."""
         return {"net": self.net.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
                 "sched": self.sched.state_dict(), "epoch": self.epoch, "latency_weight": self.latency_weight,
-                "stopped_at": self.stopped_at,
+                "stopped_at": self.stopped_at, "projected": self.projected,
+                "fixed_ops": [[c, e, k] for c, edges in self.net.fixed_ops.items() for e, k in edges.items()],
+                "fixed_inputs": [[c, j, list(ins)] for c, nodes in self.net.fixed_inputs.items() for j, ins in nodes.items()],
                 "config": asdict(self.config), "space_hash": self.space.hash,
                 "history": [{**asdict(h), "genome": h.genome.to_json()} for h in self.history]}
 
@@ -386,7 +477,8 @@ class DartsSearch:
             raise ConfigError("DARTS checkpoint was made for another space; delete it or pass --study NEW_NAME")
         saved = state.get("config")
         if isinstance(saved, dict):  # a checkpoint from before a setting existed ran with its default
-            saved = {**asdict(DartsConfig()), "early_stop_warmup": 0.0, **saved}  # (the warm-up came in at 0.25)
+            # (the warm-up came in at 0.25; perturbation selection later)
+            saved = {**asdict(DartsConfig()), "early_stop_warmup": 0.0, "selection": "alpha", **saved}
         if plain(saved) != plain(asdict(self.config)):
             raise ConfigError("DARTS checkpoint was made with other hyperparameters; repeat them or pass --study NEW_NAME")
         self.net.load_state_dict(state["net"])
@@ -397,6 +489,11 @@ class DartsSearch:
         self.latency_weight = float(state["latency_weight"])
         stopped = state.get("stopped_at")
         self.stopped_at = None if stopped is None else int(stopped)
+        self.projected = int(state.get("projected", 0))
+        for c, e, k in state.get("fixed_ops", []):
+            self.net.fixed_ops[c][int(e)] = int(k)
+        for c, j, ins in state.get("fixed_inputs", []):
+            self.net.fixed_inputs[c][int(j)] = tuple(int(i) for i in ins)
         self.history = [DartsEpoch(**{**h, "genome": self.space.load_genome(h["genome"])}) for h in state["history"]]
 
     def save(self, path: str | Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -50,6 +52,13 @@ class CellSupernet(nn.Module):
             for c in space.cells})
         self.aux_skip = 0.0
         self.channels_last = False
+        #: Perturbation-based selection (``DartsSearch``, DARTS-PT) discretizes the supernet step by step:
+        #: ``fixed_ops[cell][edge]`` is the op index an edge keeps (weight 1, the others 0), and
+        #: ``fixed_inputs[cell][node]`` the inputs a two-input node keeps (its other edges are cut).
+        self.fixed_ops: dict[str, dict[int, int]] = {c.name: {} for c in space.cells}
+        self.fixed_inputs: dict[str, dict[int, tuple[int, ...]]] = {c.name: {} for c in space.cells}
+        #: Temporary multiplicative masks of the mixing weights (``masked``), for scoring a perturbation.
+        self._masks: dict[str, torch.Tensor] = {}
         #: Cell kinds placed at a reduction (stride-2 edges); the others are normal cells.
         self.reduction_cells: set[str] = set()
         arch = {"settings": dict(space.settings), "cells": {}}
@@ -68,7 +77,35 @@ class CellSupernet(nn.Module):
             self.net = DartsNetwork(arch, num_classes, input_shape[0], make_cell=make)
 
     def _weights_fn(self, name: str):  # noqa: ANN202
-        return lambda: (torch.softmax(self.alphas[name], dim=-1), self.aux_skip)
+        return lambda: (self.mixing_weights(name), self.aux_skip)
+
+    def mixing_weights(self, name: str) -> torch.Tensor:
+        """The weights the mixed edges of cell ``name`` use: softmax(alpha), with discretized edges
+        one-hot, cut edges zero, and a ``masked`` perturbation applied (edges x candidates)."""
+        w = torch.softmax(self.alphas[name], dim=-1)
+        fixed, inputs = self.fixed_ops[name], self.fixed_inputs[name]
+        if fixed or inputs:
+            keep = torch.ones(w.shape[0], 1, device=w.device, dtype=w.dtype)
+            onehot = torch.zeros_like(w)
+            for e, k in fixed.items():
+                keep[e] = 0.0
+                onehot[e, k] = 1.0
+            for e, (i, j) in enumerate(self.edges[name]):
+                if j in inputs and i not in inputs[j]:
+                    keep[e] = 0.0
+                    onehot[e] = 0.0
+            w = w * keep + onehot
+        mask = self._masks.get(name)
+        return w if mask is None else w * mask
+
+    @contextmanager
+    def masked(self, name: str, mask: torch.Tensor) -> Iterator[None]:
+        """Within the block, multiply cell ``name``'s mixing weights by ``mask`` (edges x candidates)."""
+        self._masks[name] = mask.to(self.alphas[name].device)
+        try:
+            yield
+        finally:
+            del self._masks[name]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the mixed network."""
@@ -130,22 +167,26 @@ class CellSupernet(nn.Module):
 
     def derive(self) -> Genome:
         """The discrete genome: argmax op per edge (single-input cells); for two-input cells the
-        ``in_degree`` incoming edges with the strongest non-``none`` op, each with that op."""
+        ``in_degree`` incoming edges with the strongest non-``none`` op, each with that op.
+        Discretized edges and nodes (``fixed_ops``, ``fixed_inputs``) keep what was fixed."""
         values: dict[str, Any] = {}
         for cell in self.space.cells:
             probs = self.probabilities()[cell.name]
             names = self.op_names(cell.name)
             genome_ops = set(cell.op_values)
+            fixed, inputs = self.fixed_ops[cell.name], self.fixed_inputs[cell.name]
             if cell.inputs == 1:
                 for e, (i, j) in enumerate(self.edges[cell.name]):
-                    values[f"{cell.name}.e{i}-{j}"] = names[int(torch.argmax(probs[e]))]
+                    values[f"{cell.name}.e{i}-{j}"] = names[fixed[e] if e in fixed else int(torch.argmax(probs[e]))]
                 continue
             usable = [k for k, n in enumerate(names) if n in genome_ops]
             for j in cell.node_ids():
                 incoming = [(e, i) for e, (i, jj) in enumerate(self.edges[cell.name]) if jj == j]
-                best = {i: max(usable, key=lambda k, e=e: float(probs[e, k])) for e, i in incoming}
+                best = {i: fixed[e] if e in fixed else max(usable, key=lambda k, e=e: float(probs[e, k]))
+                        for e, i in incoming}
                 strength = {i: float(probs[e, best[i]]) for e, i in incoming}
-                chosen = sorted(sorted(strength, key=lambda i: -strength[i])[: cell.in_degree])
+                chosen = list(inputs[j]) if j in inputs else \
+                    sorted(sorted(strength, key=lambda i: -strength[i])[: cell.in_degree])
                 values[f"{cell.name}.n{j}.inputs"] = "+".join(map(str, chosen))
                 for m, i in enumerate(chosen):
                     values[f"{cell.name}.n{j}.op{m}"] = names[best[i]]
