@@ -48,8 +48,10 @@ def by_weight_of(net: CellSupernet, cell: str, worth: dict[tuple[int, int], floa
 # -- configuration ----------------------------------------------------------------------------
 
 
-def test_perturbation_selection_is_the_default() -> None:
+def test_perturbation_selection_is_the_default_except_with_a_latency_loss() -> None:
     assert DartsConfig().selection == "perturbation" and DartsConfig().projection_tune_epochs == 1
+    assert DartsConfig(latency_weight=0.1).selection == "alpha"
+    assert DartsConfig(max_latency_ms=5.0).selection == "alpha"
 
 
 @pytest.mark.parametrize(("changes", "match"), [
@@ -177,8 +179,7 @@ def test_the_plan_covers_every_edge_once_in_a_seeded_order_then_the_inputs() -> 
     plan = plan_decisions(net, seed=3)
     ops = [d for d in plan if d[0] == "op"]
     assert sorted(ops) == sorted(("op", c, e) for c in ("normal", "reduce") for e in range(len(net.edges[c])))
-    assert plan[len(ops):] == [("inputs", "normal", 2), ("inputs", "normal", 3),
-                               ("inputs", "reduce", 2), ("inputs", "reduce", 3)]
+    assert plan[len(ops):] == [("inputs", "normal", 3), ("inputs", "reduce", 3)]  # node 2 has only inputs 0, 1
     assert plan == plan_decisions(net, seed=3) and plan != plan_decisions(net, seed=4)
 
 
@@ -258,7 +259,7 @@ def test_a_checkpoint_from_before_selection_existed_resumes_as_alpha_selection(d
         del state["config"][key]
     for key in ("projected", "fixed_ops", "fixed_inputs"):
         del state[key]
-    with pytest.raises(ConfigError, match="other hyperparameters"):
+    with pytest.raises(ConfigError, match="before perturbation selection existed; resume it with --selection alpha"):
         DartsSearch(T201, data, pt_config()).load_state_dict(state)
     new = DartsSearch(T201, data, DartsConfig(epochs=2, batch_size=32, selection="alpha"))
     new.load_state_dict(state)
@@ -270,9 +271,10 @@ def test_two_input_cells_get_their_inputs_from_the_selection(data: DatasetSplits
     search.run()
     values = search.result.genome.values
     for cell in ("normal", "reduce"):
-        for j in (2, 3):
-            assert tuple(map(int, values[f"{cell}.n{j}.inputs"].split("+"))) == search.net.fixed_inputs[cell][j]
-    assert sum(1 for r in search.history if r.extra.get("phase")) == len(search.decisions) == 2 * 5 + 4
+        assert values[f"{cell}.n2.inputs"] == "0+1"  # its only two inputs, no decision needed
+        assert tuple(map(int, values[f"{cell}.n3.inputs"].split("+"))) == search.net.fixed_inputs[cell][3]
+        assert 2 not in search.net.fixed_inputs[cell]
+    assert sum(1 for r in search.history if r.extra.get("phase")) == len(search.decisions) == 2 * 5 + 2
 
 
 # -- CLI ----------------------------------------------------------------------------------------
@@ -320,3 +322,46 @@ def test_count_decisions_matches_the_plan(space: CellSpace) -> None:
     from nasbench.strategies._projection import count_decisions
 
     assert count_decisions(space) == len(plan_decisions(CellSupernet(space, 10, (1, 8, 8)), seed=0))
+
+
+def test_a_cut_edge_loses_the_auxiliary_skip_too() -> None:
+    net = CellSupernet(TDARTS, 10, (1, 8, 8))
+    net.set_aux_skip(0.5)
+    assert net.edge_aux_skip("normal") == 0.5
+    e13 = net.edges["normal"].index((1, 3))
+    net.fixed_inputs["normal"][3] = (0, 2)
+    beta = net.edge_aux_skip("normal")
+    assert beta[e13] == 0.0 and beta[net.edges["normal"].index((0, 3))] == 0.5
+    mask = torch.ones_like(net.alphas["normal"])
+    e02 = net.edges["normal"].index((0, 2))
+    mask[e02] = 0.0
+    with net.masked("normal", mask):
+        assert net.edge_aux_skip("normal")[e02] == 0.0
+    assert net.edge_aux_skip("normal")[e02] == 0.5
+
+
+def test_a_resumed_selection_keeps_the_checkpoints_order_whatever_the_seed(data: DatasetSplits, tmp_path: Path) -> None:
+    ck = tmp_path / "darts.pt"
+    a = DartsSearch(T201, data, pt_config(), seed=0)
+    for _ in range(3):
+        a.train_epoch()
+    a.save(ck)
+    b = DartsSearch(T201, data, pt_config(), seed=5)
+    assert b.decisions != a.decisions  # another seed plans another order
+    assert b.load(ck) and b.decisions == a.decisions
+    b.run()
+    assert set(b.net.fixed_ops["cell"]) == {0, 1, 2}  # every edge decided once
+
+
+def test_an_old_study_resumes_when_asked_for_what_it_ran_with(tmp_path: Path) -> None:
+    from nasbench.errors import StorageError
+    from nasbench.objectives import Objectives
+    from nasbench.runner import StudyRecorder
+
+    url, legacy = f"sqlite:///{tmp_path / 's.db'}", {"darts": {"selection": "alpha"}}
+    StudyRecorder(url, "old", T201, Objectives.parse("accuracy"), {"darts": {"epochs": 2}})
+    StudyRecorder(url, "old", T201, Objectives.parse("accuracy"), {"darts": {"epochs": 2, "selection": "alpha"}},
+                  legacy=legacy)
+    with pytest.raises(StorageError, match="other settings"):
+        StudyRecorder(url, "old", T201, Objectives.parse("accuracy"),
+                      {"darts": {"epochs": 2, "selection": "perturbation"}}, legacy=legacy)

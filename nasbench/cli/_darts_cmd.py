@@ -11,6 +11,10 @@ from nasbench.cli._shared import console, search_progress
 
 __all__ = ["add_arguments", "run"]
 
+#: DARTS settings as they ran before the setting existed: a study stored without the setting
+#: resumes when it is asked for at this value (the flag that reproduces the old run).
+_BEFORE_IT_EXISTED = {"early_stop_warmup": 0.0, "selection": "alpha", "projection_tune_epochs": 1}
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """DARTS flags of ``nasbench search``."""
@@ -61,13 +65,11 @@ def run(args: argparse.Namespace) -> int:
     if int(epochs) != epochs:
         raise ConfigError(f"DARTS --epochs must be a whole number, got {epochs:g}")
     epochs = int(epochs)
-    latency_loss = args.latency_weight > 0 or args.max_latency_ms is not None
-    selection = args.selection or ("alpha" if latency_loss else DartsConfig.selection)
     config = DartsConfig(epochs=epochs, batch_size=args.batch_size, w_lr=args.w_lr, w_weight_decay=args.w_weight_decay,
                          alpha_lr=args.alpha_lr, alpha_weight_decay=args.alpha_weight_decay, unrolled=args.unrolled,
                          collapse_guard=args.collapse_guard, aux_skip=args.aux_skip, latency_weight=args.latency_weight,
                          max_latency_ms=args.max_latency_ms, early_stop_edges=args.early_stop_edges,
-                         early_stop_warmup=args.early_stop_warmup, selection=selection,
+                         early_stop_warmup=args.early_stop_warmup, selection=args.selection,
                          projection_tune_epochs=args.projection_tune_epochs)
     spec = args.dataset or "digits"
     data = load_dataset(spec, seed=args.seed, limit=args.limit)
@@ -139,13 +141,13 @@ def _search(args: argparse.Namespace, search: Any, space: Any, data: Any, spec: 
                 "retrain_epochs": args.retrain_epochs, "latency_profile": args.latency_profile}
     checkpoint = Path(args.checkpoint or Path(".nasbench") / f"{study_name}.darts.pt")
     search.load(checkpoint)  # a bad or mismatched checkpoint fails here, before the study is made or changed
-    recorder = StudyRecorder(storage, study_name, space, objectives, settings)
+    recorder = StudyRecorder(storage, study_name, space, objectives, settings, legacy={"darts": _BEFORE_IT_EXISTED})
     console.print(f"study [bold]{study_name}[/] in {redact(storage)}: DARTS on {space.name} ({data.name}, "
                   f"{len(data.train_y)} train for weights / {len(data.val_y)} val for alpha), {config.epochs} epochs, "
                   f"collapse guard {config.collapse_guard}, {selection}, checkpoint {checkpoint}{where}")
     interrupted = False
     with search_progress("supernet val {task.fields[acc]}", args.quiet) as progress:
-        task = progress.add_task("epochs", total=epochs, acc="-")
+        task = progress.add_task("epochs", total=epochs, completed=search.epoch, acc="-")
 
         def on_epoch(report) -> None:  # noqa: ANN001
             progress.update(task, completed=report.epoch + 1, acc=f"{report.val_accuracy:.4f}")
@@ -153,6 +155,7 @@ def _search(args: argparse.Namespace, search: Any, space: Any, data: Any, spec: 
         try:
             outcome = run_darts(search, recorder, objectives, checkpoint=checkpoint, retrain=retrain, seed=args.seed,
                                 device=device, on_epoch=on_epoch)
+            progress.update(task, total=search.epoch, completed=search.epoch)  # an early stop ends it sooner
         except KeyboardInterrupt:
             interrupted = True
     if interrupted:

@@ -99,8 +99,11 @@ class StudyRecorder:
     """
 
     def __init__(self, storage: str, study_name: str, space: Space, objectives: Objectives,
-                 settings: dict[str, Any]) -> None:
+                 settings: dict[str, Any], legacy: dict[str, dict[str, Any]] | None = None) -> None:
         self.storage_url = storage
+        #: Per settings section, {key: value it ran with before the key existed}: a stored study
+        #: without the key matches a request for that value (so old studies still resume).
+        self.legacy = legacy or {}
         self.space = space
         self.objectives = objectives
         # Through JSON once, so what is compared on resume is what the storage gives back (tuples -> lists).
@@ -124,7 +127,14 @@ class StudyRecorder:
         if stored is None:
             study.set_user_attr(_META, self.settings)
             return study
-        diffs = [f"{k}: stored {stored.get(k)!r}, asked {v!r}" for k, v in self.settings.items()
+        asked = json.loads(json.dumps(self.settings))
+        for section, before in self.legacy.items():
+            have, want = stored.get(section), asked.get(section)
+            if isinstance(have, dict) and isinstance(want, dict):
+                for key, value in before.items():
+                    if key not in have and want.get(key) == value:
+                        del want[key]
+        diffs = [f"{k}: stored {stored.get(k)!r}, asked {v!r}" for k, v in asked.items()
                  if k != "space_source" and stored.get(k) != v]
         if diffs:
             raise StorageError(f"study {name!r} was made with other settings ({'; '.join(diffs[:2])}); "

@@ -80,7 +80,8 @@ class DartsConfig:
     early_stop_warmup: float = 0.25
     latency_weight: float = 0.0
     max_latency_ms: float | None = None
-    selection: str = "perturbation"
+    #: ``perturbation`` or ``alpha`` (see ``SELECTIONS``); None: perturbation, or alpha with a latency-aware loss.
+    selection: str | None = None
     projection_tune_epochs: int = 1
 
     def __post_init__(self) -> None:
@@ -100,6 +101,9 @@ class DartsConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.latency_weight < 0 or (self.max_latency_ms is not None and not self.max_latency_ms > 0):
             raise ConfigError("latency weight must be >= 0 and --max-latency-ms positive")
+        if self.selection is None:  # perturbation cannot weigh latency: a latency-aware loss gets alpha
+            latency = self.latency_weight > 0 or self.max_latency_ms is not None
+            object.__setattr__(self, "selection", "alpha" if latency else "perturbation")
         if self.selection not in SELECTIONS:
             raise ConfigError(f"unknown selection {self.selection!r}; valid: {', '.join(SELECTIONS)}")
         if isinstance(self.projection_tune_epochs, bool) or int(self.projection_tune_epochs) != self.projection_tune_epochs \
@@ -107,7 +111,7 @@ class DartsConfig:
             raise ConfigError(f"projection tune epochs must be a whole number >= 0, got {self.projection_tune_epochs}")
         if self.selection == "perturbation" and (self.latency_weight > 0 or self.max_latency_ms is not None):
             raise ConfigError("perturbation selection ranks ops by the supernet's validation loss alone; "
-                              "a latency-aware DARTS needs --selection alpha")
+                              "a latency-aware DARTS needs --selection alpha (selection='alpha')")
 
 
 @dataclass
@@ -389,9 +393,10 @@ class DartsSearch:
         if any(not h.dominated for h in self.history[:-1] if h.epoch >= warm):
             self.stopped_at = report.epoch
             counts = {c: report.parameter_free_edges[c] for c in self._watched()}
-            logger.warning("DARTS early stop at epoch %d: parameter-free ops on %s derived edges (limit %d); "
-                           "result: epoch %d's genome %s", report.epoch, counts, self.config.early_stop_edges,
-                           self.result.epoch, self.result.genome.hash)
+            logger.warning("DARTS early stop at epoch %d: parameter-free ops on %s derived edges (limit %d); %s",
+                           report.epoch, counts, self.config.early_stop_edges,
+                           "perturbation selection follows from this supernet" if self.decisions else
+                           f"result: epoch {self.result.epoch}'s genome {self.result.genome.hash}")
         elif self.epoch >= self.config.epochs:
             logger.warning("parameter-free ops dominated the derived cell in every epoch after the warm-up, so the "
                            "early stop never armed; the result is the final genome")
@@ -405,8 +410,9 @@ class DartsSearch:
     def result(self) -> DartsEpoch:
         """The report whose genome is the search's answer.
 
-        The last epoch's, or after an early stop the last epoch before it (and after the
-        warm-up) whose cell was not dominated by parameter-free ops.
+        With perturbation selection, its latest decision's report (the last one once finished).
+        Otherwise the last epoch's, or after an early stop the last epoch before it (and after
+        the warm-up) whose cell was not dominated by parameter-free ops.
         """
         if not self.history:
             raise NasbenchError("DARTS has not trained an epoch yet")
@@ -466,6 +472,7 @@ class DartsSearch:
         return {"net": self.net.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
                 "sched": self.sched.state_dict(), "epoch": self.epoch, "latency_weight": self.latency_weight,
                 "stopped_at": self.stopped_at, "projected": self.projected,
+                "decisions": [list(d) for d in self.decisions],
                 "fixed_ops": [[c, e, k] for c, edges in self.net.fixed_ops.items() for e, k in edges.items()],
                 "fixed_inputs": [[c, j, list(ins)] for c, nodes in self.net.fixed_inputs.items() for j, ins in nodes.items()],
                 "config": asdict(self.config), "space_hash": self.space.hash,
@@ -476,6 +483,9 @@ class DartsSearch:
         if state.get("space_hash") != self.space.hash:
             raise ConfigError("DARTS checkpoint was made for another space; delete it or pass --study NEW_NAME")
         saved = state.get("config")
+        if isinstance(saved, dict) and "selection" not in saved and self.config.selection != "alpha":
+            raise ConfigError("DARTS checkpoint was made before perturbation selection existed; resume it with "
+                              "--selection alpha (or pass --study NEW_NAME)")
         if isinstance(saved, dict):  # a checkpoint from before a setting existed ran with its default
             # (the warm-up came in at 0.25; perturbation selection later)
             saved = {**asdict(DartsConfig()), "early_stop_warmup": 0.0, "selection": "alpha", **saved}
@@ -490,6 +500,8 @@ class DartsSearch:
         stopped = state.get("stopped_at")
         self.stopped_at = None if stopped is None else int(stopped)
         self.projected = int(state.get("projected", 0))
+        if state.get("decisions"):  # the checkpoint's order, whatever seed this search was built with
+            self.decisions = [(str(k), str(c), int(i)) for k, c, i in state["decisions"]]
         for c, e, k in state.get("fixed_ops", []):
             self.net.fixed_ops[c][int(e)] = int(k)
         for c, j, ins in state.get("fixed_inputs", []):

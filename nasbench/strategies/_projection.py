@@ -25,18 +25,24 @@ Evaluate = Callable[[], tuple[float, float]]
 
 
 def count_decisions(space: CellSpace) -> int:
-    """How many decisions ``plan_decisions`` makes for ``space``: one per edge, plus one per two-input node."""
+    """How many decisions ``plan_decisions`` makes for ``space``: one per edge, plus one per two-input
+    node with more candidate inputs than it keeps."""
     n = 0
     for c in space.cells:
-        n += c.nodes * (c.nodes - 1) // 2 if c.inputs == 1 else sum(range(2, c.nodes + 2)) + c.nodes
+        if c.inputs == 1:
+            n += c.nodes * (c.nodes - 1) // 2
+        else:
+            n += sum(range(2, c.nodes + 2)) + sum(1 for j in c.node_ids() if j > c.in_degree)
     return n
 
 
 def plan_decisions(net: CellSupernet, seed: int) -> list[Decision]:
-    """Every edge of every cell kind in a seeded random order, then the inputs of each two-input node."""
+    """Every edge of every cell kind in a seeded random order, then the inputs of each two-input node
+    that has a choice (node ``j`` has inputs ``0..j-1``; one with ``in_degree`` of them keeps all)."""
     ops: list[Decision] = [("op", cell, e) for cell in net.alphas for e in range(len(net.edges[cell]))]
     random.Random(seed).shuffle(ops)
-    inputs: list[Decision] = [("inputs", c.name, j) for c in net.space.cells if c.inputs == 2 for j in c.node_ids()]
+    inputs: list[Decision] = [("inputs", c.name, j) for c in net.space.cells if c.inputs == 2
+                              for j in c.node_ids() if j > c.in_degree]
     return ops + inputs
 
 

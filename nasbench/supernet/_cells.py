@@ -16,8 +16,12 @@ __all__ = ["MixedOp", "MixedDenseCell", "MixedTwoInputCell"]
 
 #: (genome value, registry op, params) of each candidate op.
 Candidates = Sequence[tuple[str, str, dict[str, Any]]]
-#: Returns the weights of a cell's edges: (n_edges, n_ops), and the auxiliary-skip weight.
-WeightsFn = Callable[[], tuple[torch.Tensor, float]]
+#: Returns the weights of a cell's edges: (n_edges, n_ops), and the auxiliary-skip weight (one, or one per edge).
+WeightsFn = Callable[[], tuple[torch.Tensor, "float | list[float]"]]
+
+
+def _edge(beta: float | list[float], e: int) -> float:
+    return beta[e] if isinstance(beta, list) else beta
 
 
 class MixedOp(nn.Module):
@@ -71,7 +75,7 @@ class MixedDenseCell(nn.Module):
         w, beta = self._weights()
         states = [x] + [0] * (self.nodes - 1)
         for e, ((i, j), op) in enumerate(zip(self.edges, self.mixed)):
-            states[j] = states[j] + op(states[i], w[e], beta)
+            states[j] = states[j] + op(states[i], w[e], _edge(beta, e))
         return states[-1]  # type: ignore[return-value]
 
 
@@ -98,5 +102,5 @@ class MixedTwoInputCell(nn.Module):
         w, beta = self._weights()
         states: list[Any] = [self.pre0(s0), self.pre1(s1)] + [0] * self.nodes
         for e, ((i, j), op) in enumerate(zip(self.edges, self.mixed)):
-            states[j] = states[j] + op(states[i], w[e], beta)
+            states[j] = states[j] + op(states[i], w[e], _edge(beta, e))
         return torch.cat(states[2:], dim=1)

@@ -57,8 +57,10 @@ class CellSupernet(nn.Module):
         #: ``fixed_inputs[cell][node]`` the inputs a two-input node keeps (its other edges are cut).
         self.fixed_ops: dict[str, dict[int, int]] = {c.name: {} for c in space.cells}
         self.fixed_inputs: dict[str, dict[int, tuple[int, ...]]] = {c.name: {} for c in space.cells}
-        #: Temporary multiplicative masks of the mixing weights (``masked``), for scoring a perturbation.
+        #: Temporary multiplicative masks of the mixing weights (``masked``), for scoring a perturbation,
+        #: and the edges each one removes whole.
         self._masks: dict[str, torch.Tensor] = {}
+        self._masked_edges: dict[str, set[int]] = {}
         #: Cell kinds placed at a reduction (stride-2 edges); the others are normal cells.
         self.reduction_cells: set[str] = set()
         arch = {"settings": dict(space.settings), "cells": {}}
@@ -77,7 +79,18 @@ class CellSupernet(nn.Module):
             self.net = DartsNetwork(arch, num_classes, input_shape[0], make_cell=make)
 
     def _weights_fn(self, name: str):  # noqa: ANN202
-        return lambda: (self.mixing_weights(name), self.aux_skip)
+        return lambda: (self.mixing_weights(name), self.edge_aux_skip(name))
+
+    def edge_aux_skip(self, name: str) -> float | list[float]:
+        """DARTS-'s auxiliary skip weight for cell ``name``: one number, or one per edge when edges
+        are cut (by ``fixed_inputs`` or a ``masked`` row of zeros), which lose it too."""
+        cut = self._masked_edges.get(name, set())
+        inputs = self.fixed_inputs[name]
+        if inputs:
+            cut = cut | {e for e, (i, j) in enumerate(self.edges[name]) if j in inputs and i not in inputs[j]}
+        if not self.aux_skip or not cut:
+            return self.aux_skip
+        return [0.0 if e in cut else self.aux_skip for e in range(len(self.edges[name]))]
 
     def mixing_weights(self, name: str) -> torch.Tensor:
         """The weights the mixed edges of cell ``name`` use: softmax(alpha), with discretized edges
@@ -102,10 +115,11 @@ class CellSupernet(nn.Module):
     def masked(self, name: str, mask: torch.Tensor) -> Iterator[None]:
         """Within the block, multiply cell ``name``'s mixing weights by ``mask`` (edges x candidates)."""
         self._masks[name] = mask.to(self.alphas[name].device)
+        self._masked_edges[name] = {int(e) for e in torch.nonzero((mask == 0).all(dim=1)).flatten()}
         try:
             yield
         finally:
-            del self._masks[name]
+            del self._masks[name], self._masked_edges[name]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the mixed network."""
