@@ -18,7 +18,6 @@ from test_darts import T201, TDARTS  # the tiny cell spaces
 from nasbench.cli import main
 from nasbench.data import DatasetSplits, load_dataset
 from nasbench.errors import ConfigError, NasbenchError
-from nasbench.space import CellSpace
 from nasbench.strategies._darts import DartsConfig, DartsSearch
 from nasbench.strategies._projection import decide, plan_decisions
 from nasbench.supernet import CellSupernet
@@ -176,11 +175,11 @@ def test_two_input_cells_never_keep_the_supernets_none_and_pick_inputs_by_cuttin
 
 def test_the_plan_covers_every_edge_once_in_a_seeded_order_then_the_inputs() -> None:
     net = CellSupernet(TDARTS, 10, (1, 8, 8))
-    plan = plan_decisions(net, seed=3)
+    plan = plan_decisions(TDARTS, seed=3)
     ops = [d for d in plan if d[0] == "op"]
     assert sorted(ops) == sorted(("op", c, e) for c in ("normal", "reduce") for e in range(len(net.edges[c])))
     assert plan[len(ops):] == [("inputs", "normal", 3), ("inputs", "reduce", 3)]  # node 2 has only inputs 0, 1
-    assert plan == plan_decisions(net, seed=3) and plan != plan_decisions(net, seed=4)
+    assert plan == plan_decisions(TDARTS, seed=3) and plan != plan_decisions(TDARTS, seed=4)
 
 
 # -- the phase after the search ---------------------------------------------------------------
@@ -315,13 +314,6 @@ def test_cli_refuses_bad_selection_with_one_line(extra: list[str], message: str,
     assert main(["search", "--strategy", "darts", "--limit", "64", "--epochs", "1", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
-
-
-@pytest.mark.parametrize("space", [T201, TDARTS], ids=["nb201-style", "darts-style"])
-def test_count_decisions_matches_the_plan(space: CellSpace) -> None:
-    from nasbench.strategies._projection import count_decisions
-
-    assert count_decisions(space) == len(plan_decisions(CellSupernet(space, 10, (1, 8, 8)), seed=0))
 
 
 def test_a_cut_edge_loses_the_auxiliary_skip_too() -> None:

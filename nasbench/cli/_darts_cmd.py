@@ -128,9 +128,9 @@ def _search(args: argparse.Namespace, search: Any, space: Any, data: Any, spec: 
     from nasbench.data import parse_spec
     from nasbench.runner import DEFAULT_STORAGE, StudyRecorder, redact
     from nasbench.runner._darts_run import plot_alphas, run_darts
-    from nasbench.strategies._projection import count_decisions
+    from nasbench.strategies._projection import plan_decisions
 
-    decisions = count_decisions(space) if config.selection == "perturbation" else 0
+    decisions = len(plan_decisions(space, args.seed)) if config.selection == "perturbation" else 0
     epochs = config.epochs + decisions  # the progress bar counts each perturbation decision as an epoch
     selection = (f"perturbation selection ({decisions} decisions, {config.projection_tune_epochs} tune epochs each)"
                  if decisions else "alpha selection")

@@ -183,7 +183,7 @@ class DartsSearch:
         #: Epoch at which the early-stop guard ended the search (None: it did not).
         self.stopped_at: int | None = None
         #: Perturbation selection: the decisions to make after the search, and how many are made.
-        self.decisions = plan_decisions(self.net, seed) if config.selection == "perturbation" else []
+        self.decisions = plan_decisions(space, seed) if config.selection == "perturbation" else []
         self.projected = 0
 
     # -- one epoch ------------------------------------------------------------------------------

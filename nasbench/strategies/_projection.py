@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from nasbench.space import CellSpace
     from nasbench.supernet import CellSupernet
 
-__all__ = ["Decision", "count_decisions", "plan_decisions", "decide"]
+__all__ = ["Decision", "plan_decisions", "decide"]
 
 #: One step of the selection: ("op", cell, edge index) or ("inputs", cell, node id).
 Decision = tuple[str, str, int]
@@ -24,24 +24,15 @@ Decision = tuple[str, str, int]
 Evaluate = Callable[[], tuple[float, float]]
 
 
-def count_decisions(space: CellSpace) -> int:
-    """How many decisions ``plan_decisions`` makes for ``space``: one per edge, plus one per two-input
-    node with more candidate inputs than it keeps."""
-    n = 0
-    for c in space.cells:
-        if c.inputs == 1:
-            n += c.nodes * (c.nodes - 1) // 2
-        else:
-            n += sum(range(2, c.nodes + 2)) + sum(1 for j in c.node_ids() if j > c.in_degree)
-    return n
-
-
-def plan_decisions(net: CellSupernet, seed: int) -> list[Decision]:
+def plan_decisions(space: CellSpace, seed: int) -> list[Decision]:
     """Every edge of every cell kind in a seeded random order, then the inputs of each two-input node
-    that has a choice (node ``j`` has inputs ``0..j-1``; one with ``in_degree`` of them keeps all)."""
-    ops: list[Decision] = [("op", cell, e) for cell in net.alphas for e in range(len(net.edges[cell]))]
+    that has a choice (node ``j`` has inputs ``0..j-1``; one with ``in_degree`` of them keeps all).
+
+    Edges are numbered as the supernet numbers them: ``(i, j)`` for each node ``j``, ``i < j``.
+    """
+    ops: list[Decision] = [("op", c.name, e) for c in space.cells for e in range(sum(c.node_ids()))]
     random.Random(seed).shuffle(ops)
-    inputs: list[Decision] = [("inputs", c.name, j) for c in net.space.cells if c.inputs == 2
+    inputs: list[Decision] = [("inputs", c.name, j) for c in space.cells if c.inputs == 2
                               for j in c.node_ids() if j > c.in_degree]
     return ops + inputs
 
@@ -69,9 +60,9 @@ def decide(net: CellSupernet, decision: Decision, evaluate: Evaluate) -> tuple[s
     kind, cell, index = decision
     names = net.op_names(cell)
     rows, cols = net.alphas[cell].shape
+    spec = net.space.cell(cell)
     scores: dict[str, tuple[float, float]] = {}
     if kind == "op":
-        spec = net.space.cell(cell)
         zeros = {k for k, (_, op, _) in enumerate(net.candidates[cell]) if op == "zero"}
         allowed = [k for k, n in enumerate(names) if spec.inputs == 1 or n in spec.op_values]
         base = evaluate() if zeros & set(allowed) else None
@@ -87,7 +78,6 @@ def decide(net: CellSupernet, decision: Decision, evaluate: Evaluate) -> tuple[s
         net.fixed_ops[cell][index] = best
         choice = names[best]
     else:
-        spec = net.space.cell(cell)
         incoming = {i: e for e, (i, j) in enumerate(net.edges[cell]) if j == index}
         for i, e in incoming.items():
             mask = torch.ones(rows, cols)

@@ -84,13 +84,15 @@ class CellSupernet(nn.Module):
     def edge_aux_skip(self, name: str) -> float | list[float]:
         """DARTS-'s auxiliary skip weight for cell ``name``: one number, or one per edge when edges
         are cut (by ``fixed_inputs`` or a ``masked`` row of zeros), which lose it too."""
-        cut = self._masked_edges.get(name, set())
-        inputs = self.fixed_inputs[name]
-        if inputs:
-            cut = cut | {e for e, (i, j) in enumerate(self.edges[name]) if j in inputs and i not in inputs[j]}
+        cut = self._masked_edges.get(name, set()) | self.cut_edges(name)
         if not self.aux_skip or not cut:
             return self.aux_skip
         return [0.0 if e in cut else self.aux_skip for e in range(len(self.edges[name]))]
+
+    def cut_edges(self, name: str) -> set[int]:
+        """Edges of cell ``name`` that ``fixed_inputs`` cut: into a decided node, from an input it did not keep."""
+        inputs = self.fixed_inputs[name]
+        return {e for e, (i, j) in enumerate(self.edges[name]) if j in inputs and i not in inputs[j]} if inputs else set()
 
     def mixing_weights(self, name: str) -> torch.Tensor:
         """The weights the mixed edges of cell ``name`` use: softmax(alpha), with discretized edges
@@ -103,10 +105,9 @@ class CellSupernet(nn.Module):
             for e, k in fixed.items():
                 keep[e] = 0.0
                 onehot[e, k] = 1.0
-            for e, (i, j) in enumerate(self.edges[name]):
-                if j in inputs and i not in inputs[j]:
-                    keep[e] = 0.0
-                    onehot[e] = 0.0
+            for e in self.cut_edges(name):
+                keep[e] = 0.0
+                onehot[e] = 0.0
             w = w * keep + onehot
         mask = self._masks.get(name)
         return w if mask is None else w * mask
