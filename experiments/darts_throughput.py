@@ -323,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         "uptime_load_before": [round(x, 2) for x in load_before],
         "uptime_load_after": [round(x, 2) for x in os.getloadavg()],
         "cpu_count": os.cpu_count(),
+        "cpu_isa": nasbench.hardware.cpu_isa(),
+        "channels_last": search.net.channels_last,
         "environment": {"nasbench": nasbench.__version__, "torch": torch.__version__,
                         "python": platform.python_version(), "machine": platform.machine()},
     }

@@ -10,7 +10,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from nasbench.errors import ArchitectureFileError, NasbenchError
@@ -107,14 +107,18 @@ def write_architecture(path: str | Path, arch: Architecture, weights: nn.Module 
     return arch
 
 
-def load_architecture(path: str | Path, space: Space | str | None = None) -> Architecture:
+def load_architecture(path: str | Path, space: Space | str | None = None,
+                      weights: str | Path | None = None) -> Architecture:
     """Read an exported architecture (JSON only, no code runs).
 
     Args:
         space: If given, the genome is validated against it (name and structural hash).
+        weights: A safetensors file to use instead of the one the JSON names, from anywhere.
+            The JSON's own ``weights`` entry must stay inside the JSON's folder.
 
     Raises:
-        ArchitectureFileError: missing file, malformed JSON, unknown format, inconsistent content.
+        ArchitectureFileError: missing file, malformed JSON, unknown format, inconsistent content,
+            weights named outside the JSON's folder, or missing weights.
         GenomeError: the genome does not belong to ``space``.
     """
     path = Path(path)
@@ -145,13 +149,26 @@ def load_architecture(path: str | Path, space: Space | str | None = None) -> Arc
         from nasbench._spaces import load_space
 
         genome = load_space(space).validate(genome)
-    weights = data.get("weights")
-    weights_path = None
-    if weights:
-        weights_path = path.parent / str(weights)
+    if weights is not None:
+        weights_path: Path | None = Path(weights).expanduser()
         if not weights_path.is_file():
+            raise ArchitectureFileError(f"weights {weights_path} not found; pass an existing .safetensors file")
+    else:
+        weights_path = _weights_path(path, data.get("weights"))
+        if weights_path is not None and not weights_path.is_file():
             raise ArchitectureFileError(f"{path} names weights {weights_path} which do not exist; copy them beside the JSON")
     return Architecture(genome, arch, metrics, num_classes, input_shape, weights_path)  # type: ignore[arg-type]
+
+
+def _weights_path(path: Path, name: Any) -> Path | None:
+    """The weights file a JSON names, which must be a relative path inside the JSON's folder."""
+    if not name:
+        return None
+    rel = PurePath(str(name))
+    if rel.is_absolute() or ".." in rel.parts or rel.drive:
+        raise ArchitectureFileError(f"{path} names weights {str(name)!r} outside its folder; move them beside the "
+                                    "JSON (and name them so) or pass them explicitly: load_architecture(path, weights=...)")
+    return path.parent / rel
 
 
 def _plain(obj: Any) -> Any:

@@ -447,6 +447,22 @@ def test_sample_then_describe(tmp_path, capsys):
     assert ga.hash in out
 
 
+def test_output_cut_short_by_the_reader_ends_quietly_with_exit_0(tmp_path, capsys):
+    """``nasbench describe x.json | head -1``: the reader closes the pipe before everything is written."""
+    arch = tmp_path / "x.json"
+    code, _, err = run_main(["sample", "--space", "resnet", "--input-shape", "1,8,8", "--out", str(arch)], capsys)
+    assert code == 0, err
+    read, write = os.pipe()
+    os.close(read)  # the reader is already gone: the first write breaks the pipe
+    try:
+        res = subprocess.run(cli_cmd("describe", str(arch)), cwd=tmp_path, env=cli_env(), stdout=write,
+                             stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+
+
 # -- end to end in subprocesses (slow) -------------------------------------------------------
 
 

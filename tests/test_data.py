@@ -459,3 +459,47 @@ def test_missing_default_locations_are_listed(
     monkeypatch.delenv("NASBENCH_MNIST", raising=False)
     with pytest.raises(DataError, match=r"\$NASBENCH_MNIST \(unset\)"):
         load_dataset("mnist")
+
+
+def test_an_idx_folder_missing_several_files_names_every_one(tmp_path: Path) -> None:
+    _write_idx_folder(tmp_path, gz=True)
+    (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
+    (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataError) as info:
+        load_dataset(f"mnist:{tmp_path}")
+    message = str(info.value)
+    assert "train-labels-idx1-ubyte" in message and "t10k-images-idx3-ubyte" in message
+    assert "train-images" not in message and "t10k-labels" not in message and "\n" not in message
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="lacks 4 of the 4"):
+        load_dataset(f"mnist:{empty}")
+
+
+def test_fashion_mnist_default_folder_is_the_one_the_readme_and_the_error_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Debian's dataset-fashion-mnist installs the .gz files in /usr/share/datasets/fashion-mnist."""
+    from nasbench.data._loaders import DEBIAN_FASHION_MNIST
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    datasets = " ".join(readme[readme.index("## Datasets"):readme.index("## Strategies")].split())
+    assert f"`{DEBIAN_FASHION_MNIST}` (where Debian's `dataset-fashion-mnist` package installs" in datasets
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NASBENCH_FASHION_MNIST", raising=False)
+    if DEBIAN_FASHION_MNIST.exists():
+        pytest.skip(f"{DEBIAN_FASHION_MNIST} is installed here: no error to check")
+    with pytest.raises(DataError) as info:
+        load_dataset("fashion-mnist")
+    message = str(info.value)
+    assert str(DEBIAN_FASHION_MNIST) in message and "apt-get install dataset-fashion-mnist" in message
+
+
+def test_readme_describes_the_imagefolder_layout_the_loader_reads() -> None:
+    from nasbench.data._images import _IMAGE_SUFFIXES, _SPLIT_NAMES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    datasets = " ".join(readme[readme.index("## Datasets"):readme.index("## Strategies")].split())
+    assert "`PATH/<class>/<image>`" in datasets and "`PATH/<split>/<class>/<image>`" in datasets
+    for name in [*_SPLIT_NAMES, *_IMAGE_SUFFIXES]:
+        assert f"`{name}`" in datasets, name

@@ -201,3 +201,28 @@ def test_loading_with_another_space_raises_genome_error(saved: Path) -> None:
         load_architecture(saved, space="resnet")
     with pytest.raises(GenomeError):
         load_architecture(saved, space=load_space("darts"))
+
+
+def test_weights_named_outside_the_json_folder_are_refused_unless_passed_explicitly(tmp_path: Path) -> None:
+    space = load_space("resnet")
+    genome = space.sample(0)
+    model = _randomized(space.build(genome, num_classes=10, input_shape=SHAPE))
+    other, mine = tmp_path / "other", tmp_path / "mine"
+    save_architecture(other / "w.json", genome, weights=model, input_shape=SHAPE)
+    data = json.loads((other / "w.json").read_text())
+    mine.mkdir()
+    for named in ("../other/w.safetensors", str(other / "w.safetensors")):
+        (mine / "a.json").write_text(json.dumps({**data, "weights": named}))
+        with pytest.raises(ArchitectureFileError, match="outside its folder") as info:
+            load_architecture(mine / "a.json")
+        assert "\n" not in str(info.value)
+    # the user passing them is fine, from anywhere
+    arch = load_architecture(mine / "a.json", weights=other / "w.safetensors")
+    x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(arch.build().eval()(x), model(x))
+    # a subfolder of the JSON's folder is inside it
+    (mine / "sub").mkdir()
+    (mine / "sub" / "w.safetensors").write_bytes((other / "w.safetensors").read_bytes())
+    (mine / "a.json").write_text(json.dumps({**data, "weights": "sub/w.safetensors"}))
+    assert load_architecture(mine / "a.json").weights_path == mine / "sub" / "w.safetensors"

@@ -194,6 +194,33 @@ def test_non_macro_or_non_elastic_spaces_are_refused_with_one_line():
         OFAConfig(phases=(("kernel", 1), ("full", 1)))
 
 
+def test_a_one_value_choice_is_a_constant_anywhere_in_an_ofa_space():
+    """``stem_width=Choice([16])`` (and one-value se/act/kernel/head choices) are constants, not refused."""
+    from nasbench.space import Choice
+
+    block = Block("mbconv", kernel_size=Choice([3, 5]), expansion=Choice([2, 3]), se=Choice([True]),
+                  act=Choice(["hswish"]))
+    space = MacroSpace("one_value", stem=Block("conv_3x3", act=Choice(["relu"])), stem_width=Choice([16]),
+                       stages=[Stage("a", block, width=Choice([8]), depth=Choice([1, 2]), stride=2)],
+                       head=Block("conv_1x1"), head_width=Choice([32]))
+    net = OFASupernet(space, 10, (1, 8, 8)).eval()
+    _randomize(net)
+    assert net.stem.conv.out_channels == 16 and net.stages[0][0].se is not None
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    rng = random.Random(0)
+    for g in [largest_subnet(space), smallest_subnet(space), sample_subnet(space, rng)]:
+        assert g["stem.width"] == 16
+        model = net.extract(g).eval()
+        net.set_active(g)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), net(x), rtol=1e-5, atol=1e-5)
+    # two values are still a choice the supernet cannot make elastic
+    with pytest.raises(SpaceError, match="stem.width"):
+        OFASupernet(MacroSpace("two", stem_width=Choice([8, 16]), stages=[Stage("a", block, width=8)]))
+    with pytest.raises(SpaceError, match="a.b0.se"):
+        OFASupernet(MacroSpace("se", stages=[Stage("a", Block("mbconv", se=Choice([True, False])), width=8)]))
+
+
 def test_recalibrated_bn_statistics_match_the_data(data):
     space = tiny_space()
     net = OFASupernet(space, 10, data.input_shape)

@@ -1,7 +1,7 @@
 """The ``nasbench`` command line: parsing, progress and exit codes; the logic lives in the library.
 
-Exit codes: 0 success, 2 bad input (one line on stderr, no traceback unless ``--debug``),
-130 interrupted.
+Exit codes: 0 success (also when the reader of stdout closes it early, as ``| head`` does),
+2 bad input (one line on stderr, no traceback unless ``--debug``), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,12 +12,20 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from nasbench.cli import _latency_cmds, _search_cmd, _space_cmds, _study_cmds, _train_cmd
+from nasbench.cli import (
+    _doctor_cmd,
+    _latency_cmds,
+    _search_cmd,
+    _space_cmds,
+    _study_cmds,
+    _train_cmd,
+)
+from nasbench.cli._shared import StdoutClosed, silence_stdout
 from nasbench.errors import NasbenchError
 
 __all__ = ["main"]
 
-_COMMAND_MODULES = [_space_cmds, _search_cmd, _study_cmds, _train_cmd, _latency_cmds]
+_COMMAND_MODULES = [_space_cmds, _search_cmd, _study_cmds, _train_cmd, _latency_cmds, _doctor_cmd]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,7 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("optuna", "ray", "filelock", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        try:
+            sys.stdout.flush()  # a reader that went away shows here, not as a message at interpreter exit
+        except BrokenPipeError:
+            silence_stdout()
+        return code
+    except StdoutClosed:  # e.g. 'nasbench describe x.json | head -1': the reader has all it wanted
+        return 0
     except NasbenchError as exc:
         if args.debug:
             traceback.print_exc()

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from nasbench.cli._shared import console, search_progress
+from nasbench.cli._shared import console, search_progress, writing
 
 __all__ = ["add_arguments", "run"]
 
@@ -80,18 +80,19 @@ def run(args: argparse.Namespace) -> int:
         predictor = _predictor(args.latency_profile, space)
     elif "latency" in objectives.names:
         raise ConfigError("DARTS with a latency objective needs --latency-profile PROFILE.json")
-    retrain = TrainConfig(epochs=args.retrain_epochs, batch_size=args.batch_size) if args.retrain_epochs > 0 else None
+    retrain = (TrainConfig(epochs=args.retrain_epochs, batch_size=args.batch_size, amp=args.amp)
+               if args.retrain_epochs > 0 else None)
     ray = ray_settings(args)
     if ray is None:
         device: str | None = str(resolve_device(args.device))
-        search = DartsSearch(space, data, config, seed=args.seed, device=device, predictor=predictor)
+        search = DartsSearch(space, data, config, seed=args.seed, device=device, predictor=predictor, amp=args.amp)
         where = ""
     else:  # the supernet trains in a Ray actor, started (or refused) before the study is touched
         from nasbench.runner import DartsJob, RaySupernet
 
         gpus = ray.get("gpus_per_trial", 0.0)
         job = DartsJob(space, spec, config, seed=args.seed, limit=args.limit, predictor=predictor,
-                       device="cpu" if args.device == "auto" and not gpus else args.device)
+                       device="cpu" if args.device == "auto" and not gpus else args.device, amp=args.amp)
         search, device = RaySupernet(job, **ray), None
         search.start()
         where = f" on Ray ({search.cpus_per_trial:g} CPUs, {search.gpus_per_trial:g} GPUs)"
@@ -165,8 +166,10 @@ def _search(args: argparse.Namespace, search: Any, space: Any, data: Any, spec: 
     if trials:
         console.print(trials_table(trials[-5:], objectives.names, title=f"DARTS trials of {study_name} (latest)"))
     best = [t for t in recorder.study.get_trials(deepcopy=False) if t.user_attrs.get("genome_hash") == outcome.genome.hash][-1]
-    export_trial(best, space, args.out, num_classes=data.num_classes, input_shape=data.input_shape, study_name=study_name)
-    png = plot_alphas(search, Path(args.out).with_name(Path(args.out).stem + "_alphas.png"))
+    with writing(args.out, "--out", study=study_name, storage=args.storage):
+        export_trial(best, space, args.out, num_classes=data.num_classes, input_shape=data.input_shape,
+                     study_name=study_name)
+        png = plot_alphas(search, Path(args.out).with_name(Path(args.out).stem + "_alphas.png"))
     m = outcome.metrics
     test = f", retrained test accuracy {m['test_accuracy']:.4f}" if m.get("test_accuracy") is not None else ""
     console.print(f"derived genome {outcome.genome.hash}: supernet val accuracy {m['supernet_val_accuracy']:.4f}{test}")

@@ -8,7 +8,14 @@ import json
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nasbench.cli._shared import console, input_shape_arg, positive_int
+from nasbench.cli._shared import (
+    check_writable,
+    console,
+    echo,
+    input_shape_arg,
+    positive_int,
+    writing,
+)
 
 __all__ = ["register"]
 
@@ -70,6 +77,7 @@ def _profile(args: argparse.Namespace) -> int:
     from nasbench.hardware import profile_space
     from nasbench.train import resolve_device
 
+    check_writable(args.out, "--out")
     space = load_space(args.space)
     device = str(resolve_device(args.device))
     progress, update = _progress()
@@ -77,7 +85,8 @@ def _profile(args: argparse.Namespace) -> int:
         profile = profile_space(space, device=device, batch_size=args.batch_size, threads=args.threads,
                                 input_shape=args.input_shape, num_classes=args.num_classes, networks=args.networks,
                                 seed=args.seed, warmup=args.warmup, repeats=args.repeats, progress=update)
-    profile.save(args.out)
+    with writing(args.out, "--out"):
+        profile.save(args.out)
     console.print(f"wrote {args.out}: {len(profile.table)} units and {len(profile.networks)} networks of "
                   f"{space.name} on {profile.device_name} (batch {args.batch_size}, {profile.threads} threads)")
     return 0
@@ -142,7 +151,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "flops_linear": accuracy_report(slope * flops + intercept, measured),
     }
     if args.json:
-        print(json.dumps(report, indent=2))
+        echo(json.dumps(report, indent=2) + "\n")
         return 0
     table = Table(title=f"latency predictor on {len(genomes)} held-out {space.name} networks, {profile.device_name}")
     for col in ("method", "within ±10%", "MAPE %", "Spearman"):

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from nasbench.cli._shared import console, search_progress
+from nasbench.cli._shared import check_writable, console, search_progress, writing
 
 __all__ = ["add_arguments", "run"]
 
@@ -130,8 +130,10 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
                                              "lr": config.lr, "random_subnets": config.random_subnets},
                 "strategy_options": strategy_options, "constraints": constraints.to_dict(),
                 "latency_profile": args.latency_profile}
-    trainer = OFATrainer(space, data, config, seed=args.seed, device=device)
+    trainer = OFATrainer(space, data, config, seed=args.seed, device=device, amp=args.amp)
     trainer.load(checkpoint)
+    if not trainer.done:  # a partly trained supernet is written again after every epoch
+        check_writable(checkpoint, "--supernet")
     remote = None
     if ray is not None and not trainer.done:  # train in one Ray actor; subnets are scored here afterwards
         from nasbench.ofa import OFAJob
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
 
         gpus = ray.get("gpus_per_trial", 0.0)
         job = OFAJob(space, spec, config, seed=args.seed, limit=args.limit,  # the space itself: no shared files
-                     device="cpu" if args.device == "auto" and not gpus else args.device)
+                     device="cpu" if args.device == "auto" and not gpus else args.device, amp=args.amp)
         remote = RaySupernet(job, **ray)
         remote.start()
         remote.load(checkpoint)
@@ -197,18 +199,20 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
     console.print(trials_table(front[:10] if front else sorted(trials, key=lambda t: -t.values[0])[: args.top],
                                objectives.names, title=f"{'Pareto front' if front else 'best'} of {study_name}"))
     out = Path(args.out)
-    arch = export_subnet(trainer, space.load_genome(best.user_attrs["genome"]), out,
-                         {**best.user_attrs, "study": study_name, "trial": best.number})
+    with writing(out, "--out", study=study_name, storage=storage):
+        arch = export_subnet(trainer, space.load_genome(best.user_attrs["genome"]), out,
+                             {**best.user_attrs, "study": study_name, "trial": best.number})
     console.print(f"wrote {out} (trial {best.number}, inherited weights, test accuracy "
                   f"{arch.metrics['test_accuracy']:.4f}); load it with nasbench.load_architecture('{out}').build()")
     if front:
         folder = out.with_name(out.stem + "_pareto")
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("point_*"):  # a resumed search's front may have fewer points
-            stale.unlink()
-        for i, t in enumerate(sorted(front, key=lambda t: t.values[1])):
-            export_subnet(trainer, space.load_genome(t.user_attrs["genome"]), folder / f"point_{i:02d}.json",
-                          {**t.user_attrs, "study": study_name, "trial": t.number})
+        with writing(folder, "the Pareto folder", study=study_name, storage=storage):
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob("point_*"):  # a resumed search's front may have fewer points
+                stale.unlink()
+            for i, t in enumerate(sorted(front, key=lambda t: t.values[1])):
+                export_subnet(trainer, space.load_genome(t.user_attrs["genome"]), folder / f"point_{i:02d}.json",
+                              {**t.user_attrs, "study": study_name, "trial": t.number})
         console.print(f"wrote {len(front)} Pareto points with weights to {folder}/")
     return 0
 

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from nasbench.cli import _darts_cmd, _ofa_cmd
-from nasbench.cli._shared import console, positive_int, search_progress
+from nasbench.cli._shared import (
+    AMP_CHOICES,
+    check_device,
+    check_writable,
+    console,
+    positive_int,
+    search_progress,
+    writing,
+)
 from nasbench.cli._tables import trials_table
 
 #: Batch size when --batch-size is not given (the flag defaults to None so that OFA can tell "given" from "left out").
@@ -38,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--trial-seconds", type=float, default=None, help="wall-clock cap per trial's training")
     g.add_argument("--limit", type=positive_int, default=None, help="cap every split at this many images (quick runs)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    g.add_argument("--amp", default="auto", choices=AMP_CHOICES,
+                   help="mixed precision of every training: auto (bf16 on a CUDA GPU with bf16, else float32; "
+                        "default) | off | bf16")
     g = p.add_argument_group("objectives and constraints")
     g.add_argument("--objective", default="accuracy", help="accuracy | accuracy,latency | accuracy,params | accuracy,flops")
     g.add_argument("--max-params", type=float, default=None, help="hard bound: redraw larger architectures")
@@ -119,7 +131,7 @@ def _evaluator(args: argparse.Namespace, space: Any, objectives: Any) -> tuple[A
 
     spec = args.dataset or "digits"
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                        max_seconds=args.trial_seconds)
+                        max_seconds=args.trial_seconds, amp=args.amp)
     data = load_dataset(spec, seed=args.seed, limit=args.limit)
     ev = TrainingEvaluator(space=args.space, dataset=spec, train=train, objectives=objectives, data_seed=args.seed,
                            limit=args.limit, device=args.device, measure_latency=args.measure_latency,
@@ -174,6 +186,36 @@ def _check_scheduler(args: argparse.Namespace) -> None:
                           f"{args.strategy} trains one supernet instead: drop --scheduler")
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, every path ``search`` will write that cannot be written.
+
+    ``--out`` for every strategy; DARTS also writes ``<out stem>_alphas.png`` and its checkpoint;
+    OFA writes ``<out stem>.safetensors``, a ``<out stem>_pareto/`` folder (several objectives)
+    and its supernet (an existing ``--supernet`` file is an input: only a new one is checked).
+
+    Raises:
+        ConfigError: one line naming the path.
+    """
+    out = check_writable(args.out, "--out")
+    default_checkpoints = Path(".nasbench")  # where DARTS and OFA keep STUDY.darts.pt / STUDY.ofa.pt
+    if args.strategy == "darts":
+        check_writable(out.with_name(out.stem + "_alphas.png"), "the alpha heatmap (beside --out)")
+        if args.checkpoint:
+            check_writable(args.checkpoint, "--checkpoint")
+        else:
+            check_writable(default_checkpoints, "the checkpoint folder", folder=True)
+    elif args.strategy == "ofa":
+        from nasbench.objectives import Objectives
+
+        check_writable(out.with_suffix(".safetensors"), "the weights file (beside --out)")
+        if Objectives.parse(args.objective).multi:
+            check_writable(out.with_name(out.stem + "_pareto"), "the Pareto folder (beside --out)", folder=True)
+        if args.supernet is None:
+            check_writable(default_checkpoints, "the supernet folder", folder=True)
+        elif not Path(args.supernet).expanduser().exists():
+            check_writable(args.supernet, "--supernet")
+
+
 def _search(args: argparse.Namespace) -> int:
     from nasbench._spaces import load_space
     from nasbench.objectives import Objectives
@@ -191,6 +233,8 @@ def _search(args: argparse.Namespace) -> int:
     from nasbench.strategies import STRATEGIES, create_strategy
 
     _check_scheduler(args)
+    check_device(args)  # --device cuda without CUDA, --amp bf16 without bf16: refused before the study is touched
+    check_outputs(args)  # an unwritable --out, checkpoint or Pareto folder fails now, not after the search
     args.batch_size_given = args.batch_size is not None  # OFA: only a given one may contradict a stored supernet
     args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE
     if args.strategy == "darts":  # --executor ray: the supernet trains in one Ray actor
@@ -285,7 +329,8 @@ def _write_best(recorder: Any, args: argparse.Namespace, evaluator: Any) -> None
 
         shape, classes = NB201_INPUT_SHAPE, NB201_NUM_CLASSES[evaluator.dataset]
     trial = best_trial(recorder.study)
-    export_trial(trial, recorder.space, args.out, num_classes=classes, input_shape=shape, study_name=recorder.name)
+    with writing(args.out, "--out", study=recorder.name, storage=args.storage):
+        export_trial(trial, recorder.space, args.out, num_classes=classes, input_shape=shape, study_name=recorder.name)
     console.print(f"wrote {args.out} (trial {trial.number}); retrain it with 'nasbench train {args.out}'")
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from rich.table import Table
 
-from nasbench.cli._shared import console, input_shape_arg, positive_int
+from nasbench.cli._shared import check_writable, console, input_shape_arg, positive_int, writing
 
 __all__ = ["register"]
 
@@ -65,9 +65,11 @@ def _sample(args: argparse.Namespace) -> int:
     from nasbench._spaces import load_space
     from nasbench.export import save_architecture
 
+    check_writable(args.out, "--out")
     space = load_space(args.space)
     genome = space.sample(args.seed)
-    save_architecture(args.out, genome, space=space, num_classes=args.num_classes, input_shape=args.input_shape)
+    with writing(args.out, "--out"):
+        save_architecture(args.out, genome, space=space, num_classes=args.num_classes, input_shape=args.input_shape)
     console.print(f"wrote {args.out}: space {space.name}, genome {genome.hash}, {len(genome)} decisions")
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from nasbench.cli._shared import console
+from nasbench.cli._shared import check_writable, console, echo, writing
 from nasbench.errors import NasbenchError, StorageError
 
 if TYPE_CHECKING:
@@ -87,6 +87,7 @@ def _export(args: argparse.Namespace) -> int:
     from nasbench.data import load_dataset
     from nasbench.runner import best_trial
 
+    check_writable(args.out, "--out")
     study = load_study(args.storage, args.study)
     space = _space_of(study)
     trial = best_trial(study, args.trial)
@@ -98,25 +99,30 @@ def _export(args: argparse.Namespace) -> int:
     else:
         data = load_dataset(meta["dataset"], seed=meta.get("seed", 0), limit=meta.get("limit"))
         classes, shape = data.num_classes, data.input_shape
-    export_trial(trial, space, args.out, num_classes=classes, input_shape=shape, study_name=study.study_name)
+    with writing(args.out, "--out"):
+        export_trial(trial, space, args.out, num_classes=classes, input_shape=shape, study_name=study.study_name)
     console.print(f"wrote {args.out}: trial {trial.number} of {study.study_name}, values {trial.values}")
     return 0
 
 
 def _trials(args: argparse.Namespace) -> int:
+    if args.format == "parquet" and not args.out:
+        raise StorageError("parquet needs a file: pass --out trials.parquet")
+    if args.out:
+        check_writable(args.out, "--out")
     study = load_study(args.storage, args.study)
     df = study.trials_dataframe()
     if args.format == "parquet":
-        if not args.out:
-            raise StorageError("parquet needs a file: pass --out trials.parquet")
         try:
-            df.to_parquet(args.out, index=False)
+            with writing(args.out, "--out"):
+                df.to_parquet(args.out, index=False)
         except ImportError as exc:
             raise NasbenchError(f"writing parquet needs pyarrow ({exc}); pip install pyarrow or use --format csv") from None
     elif args.out:
-        df.to_csv(args.out, index=False)
+        with writing(args.out, "--out"):
+            df.to_csv(args.out, index=False)
     else:
-        print(df.to_csv(index=False), end="")
+        echo(df.to_csv(index=False))
         return 0
     console.print(f"wrote {len(df)} trials of {study.study_name} to {args.out}")
     return 0

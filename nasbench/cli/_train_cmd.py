@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
-from nasbench.cli._shared import console, positive_int
+from nasbench.cli._shared import (
+    AMP_CHOICES,
+    check_device,
+    check_writable,
+    console,
+    positive_int,
+    writing,
+)
 
 __all__ = ["register"]
 
@@ -21,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--amp", default="auto", choices=AMP_CHOICES,
+                   help="mixed precision: auto (bf16 on a CUDA GPU with bf16, else float32; default) | off | bf16")
     p.add_argument("--limit", type=positive_int, default=None, help="cap every split at this many images")
     p.set_defaults(handler=_train)
 
@@ -33,9 +43,12 @@ def _train(args: argparse.Namespace) -> int:
     from nasbench.export import load_architecture, write_architecture
     from nasbench.train import TrainConfig, train_model
 
+    check_device(args)
     arch = load_architecture(args.path)
+    check_writable(args.path, "the architecture file")  # metrics are added to it
+    check_writable(Path(args.path).with_suffix(".safetensors"), "the weights file")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                         label_smoothing=args.label_smoothing)
+                         label_smoothing=args.label_smoothing, amp=args.amp)
     data = load_dataset(args.dataset, seed=args.seed, limit=args.limit)
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(args.seed)
@@ -46,7 +59,8 @@ def _train(args: argparse.Namespace) -> int:
     metrics = {**arch.metrics, **{f"retrain_{k}": v for k, v in result.to_dict().items()},
                "retrain_dataset": args.dataset, "retrain_seed": args.seed}
     new = dataclasses.replace(arch, metrics=metrics, num_classes=data.num_classes, input_shape=data.input_shape)
-    written = write_architecture(args.path, new, weights=model)
+    with writing(args.path, "the architecture file (or its weights)"):
+        written = write_architecture(args.path, new, weights=model)
     console.print(f"val accuracy {result.val_accuracy:.4f}  test accuracy {result.test_accuracy:.4f}  "
                   f"({result.train_seconds:.1f} s, {result.params:,} params)")
     console.print(f"weights saved to {written.weights_path}; metrics added to {args.path}")

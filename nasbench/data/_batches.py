@@ -38,8 +38,8 @@ def iterate_batches(
         batch_size: Samples per batch (the last one may be smaller unless ``drop_last``).
         shuffle: Visit samples in a random order drawn from ``generator``.
         generator: Needed when shuffling or augmenting. It must live on ``device`` if
-            ``augmentation`` is enabled (augmentation runs on the batch's device); the
-            permutation is drawn on the generator's device.
+            ``augmentation`` is enabled (augmentation runs on the batch's device; see
+            ``nasbench.train.batch_generator``); the permutation is drawn on the generator's device.
         device: Where batches are yielded.
         augmentation: Training augmentation; ``None`` or a disabled one does nothing.
         mean: Per-channel mean subtracted after augmentation (with ``std``).
@@ -48,7 +48,8 @@ def iterate_batches(
 
     Raises:
         ValueError: On a non-positive batch size, mismatched lengths, a missing
-            generator, or only one of ``mean``/``std``.
+            generator, a generator on another device than augmented batches, or only one
+            of ``mean``/``std``.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -60,6 +61,9 @@ def iterate_batches(
     if (mean is None) != (std is None):
         raise ValueError("pass both mean and std, or neither")
     device = torch.device(device)
+    if augment and generator is not None and not _same_device(generator.device, device):
+        raise ValueError(f"augmentation draws on the batches' device {device}, but the generator lives on "
+                         f"{generator.device}; make it with nasbench.train.batch_generator(seed, device)")
     scale = shift = None
     if mean is not None and std is not None:
         m = torch.as_tensor(tuple(mean), dtype=torch.float32, device=device)
@@ -86,3 +90,8 @@ def iterate_batches(
         if scale is not None:
             xb = torch.addcmul(shift, xb, scale)
         yield xb, yb
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Same device type, and the same index where both name one (``cuda`` is the current ``cuda:N``)."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)

@@ -47,6 +47,12 @@ def parse_idx(data: bytes, ndim: int, name: str) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def _missing(folder: Path) -> list[str]:
+    """The IDX files (``NAME[.gz]``) of ``IDX_FILES`` that ``folder`` lacks, in their usual order."""
+    stems = [stem for pair in IDX_FILES.values() for stem in pair]
+    return [f"{s}[.gz]" for s in stems if not ((folder / f"{s}.gz").is_file() or (folder / s).is_file())]
+
+
 def _read(folder: Path, stem: str) -> tuple[bytes, str]:
     for name, opener in ((f"{stem}.gz", gzip.open), (stem, open)):
         file = folder / name
@@ -78,6 +84,10 @@ def load_idx_folder(folder: Path) -> RawDataset:
 def _load_cached(resolved: str, mtime_ns: int) -> RawDataset:
     del mtime_ns  # part of the cache key only
     folder = Path(resolved)
+    missing = _missing(folder)
+    if missing:
+        raise DataError(f"{folder} lacks {len(missing)} of the 4 MNIST-format IDX files: {', '.join(missing)}; "
+                        "copy them there (.gz or not)")
     parts = {}
     for part, (image_stem, label_stem) in IDX_FILES.items():
         image_bytes, image_name = _read(folder, image_stem)

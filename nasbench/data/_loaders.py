@@ -126,8 +126,8 @@ def _cifar10(path: Path | None, seed: int) -> RawDataset:
     raise DataError(f"cifar10: {path} is not a folder or a tar archive; {_CIFAR_HINT}")
 
 
-def _idx_loader(name: str, env: str, defaults: tuple[Path, ...]) -> None:
-    hint = f"pass --dataset {name}:PATH (a folder with the 4 MNIST-format IDX files, .gz or not)"
+def _idx_loader(name: str, env: str, defaults: tuple[Path, ...], install: str = "") -> None:
+    hint = f"pass --dataset {name}:PATH (a folder with the 4 MNIST-format IDX files, .gz or not){install}"
 
     def load(path: Path | None, seed: int) -> RawDataset:
         folder = _locate(name, env, defaults, hint) if path is None else _existing(name, path, hint)
@@ -139,7 +139,8 @@ def _idx_loader(name: str, env: str, defaults: tuple[Path, ...]) -> None:
 
 _idx_loader("mnist", "NASBENCH_MNIST", (_CACHE_ROOT / "mnist",))
 _idx_loader(
-    "fashion-mnist", "NASBENCH_FASHION_MNIST", (DEBIAN_FASHION_MNIST, _CACHE_ROOT / "fashion-mnist")
+    "fashion-mnist", "NASBENCH_FASHION_MNIST", (DEBIAN_FASHION_MNIST, _CACHE_ROOT / "fashion-mnist"),
+    f", or 'apt-get install dataset-fashion-mnist' (Debian; it puts them in {DEBIAN_FASHION_MNIST})",
 )
 
 

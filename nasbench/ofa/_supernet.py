@@ -74,7 +74,8 @@ class OFASupernet(nn.Module):
 
     Args:
         space: A ``MacroSpace`` whose decisions are all elastic kinds and whose stage blocks
-            are ``mbconv`` (stem and head plain convs).
+            are ``mbconv`` (stem and head plain convs). A one-value ``Choice`` is a constant,
+            allowed anywhere.
         num_classes: Classifier outputs.
         input_shape: (C, H, W) of the images.
 
@@ -88,11 +89,12 @@ class OFASupernet(nn.Module):
         if not isinstance(space, MacroSpace):
             raise SpaceError(f"Once-for-All needs a macro space (stages of mbconv blocks); {space.name!r} is "
                              f"a {type(space).__name__}: use e.g. --space mobilenetv3")
-        for d in space.decisions:
+        varying = [d for d in space.decisions if len(d.values) > 1]  # a one-value choice is a constant
+        for d in varying:
             if d.kind not in ELASTIC_KINDS:
                 raise SpaceError(f"Once-for-All cannot make decision {d.label!r} ({d.kind}) elastic; OFA spaces "
                                  f"vary only {', '.join(ELASTIC_KINDS)}")
-        for d in space.decisions:
+        for d in varying:
             if d.group in ("stem", "head", "global") and d.label not in ("width_mult", "head.width"):
                 raise SpaceError(f"Once-for-All cannot make {d.label!r} elastic (stem and head choices other than "
                                  "the head width are not supported); fix it in the space")
@@ -120,8 +122,10 @@ class OFASupernet(nn.Module):
                 raise SpaceError(f"OFA supernet: stage {s.name!r} mixes expansion 1 (no expand conv) with "
                                  f"{[e for e in expansions if e != 1]}; drop 1 from the choice")
             for name in ("se", "act"):
-                if isinstance(params.get(name), Choice):
+                if name in params and len(_values(params[name])) > 1:
                     raise SpaceError(f"OFA supernet: stage {s.name!r} chooses {name!r}, which is not elastic")
+                if name in params:
+                    params[name] = _values(params[name])[0]  # a one-value choice is its value
             out = max_width(s.width)
             blocks = nn.ModuleList()
             for i in range(s.max_depth):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasbench._checkpoint import load_checkpoint, plain, save_checkpoint
-from nasbench.errors import ConfigError, NasbenchError, TrainingError
+from nasbench.errors import ConfigError, NasbenchError
 from nasbench.ofa._supernet import (
     PHASES,
     OFASupernet,
@@ -25,6 +25,7 @@ from nasbench.ofa._supernet import (
     sample_subnet,
     smallest_subnet,
 )
+from nasbench.train._divergence import DivergenceGuard
 
 if TYPE_CHECKING:
     from nasbench.data import DatasetSplits
@@ -105,10 +106,11 @@ def calibration_batches(data: DatasetSplits, n_images: int = 512, batch_size: in
                         device: str | torch.device = "cpu") -> list[tuple[torch.Tensor, torch.Tensor]]:
     """A fixed set of normalized training batches for BatchNorm recalibration."""
     from nasbench.data import iterate_batches
+    from nasbench.train import batch_generator
 
-    gen = torch.Generator().manual_seed(seed)
+    gen = batch_generator(seed, device)
     n = min(n_images, len(data.train_y))
-    idx = torch.randperm(len(data.train_y), generator=gen)[:n]
+    idx = torch.randperm(len(data.train_y), generator=gen, device=gen.device)[:n].to(data.train_y.device)
     return list(iterate_batches(data.train_x[idx], data.train_y[idx], batch_size, shuffle=False, device=device,
                                 mean=data.mean, std=data.std))
 
@@ -147,18 +149,27 @@ class OFATrainer:
         data: Dataset splits (train for weights, val for the per-epoch report).
         config: Schedule and optimizer.
         seed: Seeds initialization, batch order, augmentation and subnet sampling.
-        device: Torch device.
+        device: Torch device. On CUDA the training split is copied there once and nothing in the
+            step loop waits for the GPU (``DivergenceGuard`` checks the losses every few steps).
+        amp: ``auto`` (bf16 autocast on a CUDA device with bf16), ``off`` or ``bf16`` (see
+            ``nasbench.train.resolve_amp``); a runtime setting, not stored in checkpoints.
     """
 
     def __init__(self, space: MacroSpace, data: DatasetSplits, config: OFAConfig | None = None, *, seed: int = 0,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", amp: str = "auto") -> None:
         from nasbench.data import default_augmentation
+        from nasbench.train import place_data, resolve_amp
 
         self.space, self.data, self.config, self.seed = space, data, config or OFAConfig(), seed
         self.device = torch.device(device)
+        self.amp_dtype = resolve_amp(amp, self.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net = OFASupernet(space, data.num_classes, data.input_shape).to(self.device)
+        self._train_xy = (place_data(data.train_x, self.device), place_data(data.train_y, self.device))
+        self._guard = DivergenceGuard(self.device, data.num_classes, lambda what, step: (
+            f"OFA supernet loss became {what} at epoch {self.epoch} step {step} ({self.phase}); lower the learning "
+            f"rate lr ({self.config.lr:g}) or shrink_lr ({self.config.shrink_lr:g})"))
         self.augmentation = default_augmentation(data.name)
         self.phase_index = 0
         self.phase_epoch = 0
@@ -197,6 +208,7 @@ class OFATrainer:
     def train_epoch(self) -> OFAEpoch:
         """One epoch of the current phase; moves to the next phase after its last epoch."""
         from nasbench.data import iterate_batches
+        from nasbench.train import batch_generator
 
         if self.done:
             raise NasbenchError("the OFA supernet already ran every phase")
@@ -206,41 +218,29 @@ class OFATrainer:
         if self.phase_index == first_expansion and self.phase_epoch == 0:
             self.net.sort_channels()
             self._new_optimizer()  # momentum buffers belong to the old channel order
-        kinds = phase_kinds(phase)
         d = self.data
         seed = self.seed * 100_003 + self.epoch
-        gen = torch.Generator().manual_seed(seed)
+        gen = batch_generator(seed, self.device)
         rng = random.Random(seed)
         bs = min(self.config.batch_size, len(d.train_y))
-        batches = iterate_batches(d.train_x, d.train_y, bs, shuffle=True, generator=gen, device=self.device,
+        batches = iterate_batches(*self._train_xy, bs, shuffle=True, generator=gen, device=self.device,
                                   augmentation=self.augmentation if self.augmentation.enabled else None,
                                   mean=d.mean, std=d.std, drop_last=True)
-        big, small = largest_subnet(self.space), smallest_subnet(self.space, kinds)
         self.net.train()
-        losses = []
-        with torch.random.fork_rng(devices=[]):
+        losses: list[torch.Tensor] = []
+        cuda = [] if self.device.type != "cuda" else [
+            self.device.index if self.device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             for step, (xb, yb) in enumerate(batches):
-                self.opt.zero_grad(set_to_none=True)
-                self.net.set_active(big)
-                logits = self.net(xb)
-                loss = F.cross_entropy(logits, yb)
-                self._backward(loss, step)
-                if kinds:
-                    soft = logits.detach().softmax(1)
-                    for g in [small] + [sample_subnet(self.space, rng, kinds) for _ in range(self.config.random_subnets)]:
-                        self.net.set_active(g)
-                        out = self.net(xb)
-                        sub = (-(soft * out.log_softmax(1)).sum(1).mean() if self.config.distill
-                               else F.cross_entropy(out, yb))
-                        self._backward(sub, step)
-                self.opt.step()
-                self.sched.step()
-                losses.append(float(loss.detach()))
-        report = OFAEpoch(epoch=self.epoch, phase=phase, train_loss=sum(losses) / max(1, len(losses)),
-                          seconds=0.0)
-        report.largest_val_accuracy = self.subnet_accuracy(big)[0]
-        report.smallest_val_accuracy = self.subnet_accuracy(small)[0]
+                losses.append(self.step(xb, yb, rng=rng, step=step))
+        self._guard.flush()
+        report = OFAEpoch(epoch=self.epoch, phase=phase, seconds=0.0,
+                          train_loss=float(torch.stack(losses).mean()) if losses else 0.0)
+        report.largest_val_accuracy, big_loss = self.subnet_accuracy(largest_subnet(self.space))
+        self._guard.check_validation(big_loss, f"OFA supernet validation loss became {big_loss} at epoch {self.epoch} "
+                                               f"({phase}); lower the learning rate lr ({self.config.lr:g})")
+        report.smallest_val_accuracy = self.subnet_accuracy(smallest_subnet(self.space, phase_kinds(phase)))[0]
         report.seconds = time.perf_counter() - t0
         self.history.append(report)
         self.phase_epoch += 1
@@ -261,10 +261,45 @@ class OFATrainer:
         return [d.name, len(d.train_y), len(d.val_y), len(d.test_y), int(d.train_y.sum()),
                 round(float(d.train_x.double().sum()), 3)]
 
+    def step(self, xb: torch.Tensor, yb: torch.Tensor, *, phase: str | None = None,
+             rng: random.Random | None = None, step: int = 0) -> torch.Tensor:
+        """One sandwich step of ``phase`` (default: the current one) on a normalized batch.
+
+        The largest subnet learns the labels; once the phase makes something elastic, the
+        smallest and ``random_subnets`` subnets drawn from ``rng`` (default: a stream of the trainer's
+        own, seeded with ``seed``) learn its soft labels
+        (in-place distillation); one SGD step over the accumulated gradients. Returns the
+        largest subnet's loss, detached, on the device (reading it is a host sync on a GPU).
+        A NaN, infinite or exploding loss raises TrainingError (``DivergenceGuard``: on the CPU
+        before its backward pass, on a GPU every few steps; ``step`` numbers the message).
+        """
+        from nasbench.train import autocast
+
+        kinds = phase_kinds(phase or self.phase)
+        if rng is None:  # calls outside train_epoch draw from one stream of their own
+            rng = self._step_rng = getattr(self, "_step_rng", None) or random.Random(self.seed)
+        self.opt.zero_grad(set_to_none=True)
+        self.net.set_active(largest_subnet(self.space))
+        with autocast(self.device, self.amp_dtype):
+            logits = self.net(xb).float()
+        loss = F.cross_entropy(logits, yb)
+        self._backward(loss, step)
+        if kinds:
+            soft = logits.detach().softmax(1)
+            subnets = [smallest_subnet(self.space, kinds)]
+            subnets += [sample_subnet(self.space, rng, kinds) for _ in range(self.config.random_subnets)]
+            for g in subnets:
+                self.net.set_active(g)
+                with autocast(self.device, self.amp_dtype):
+                    out = self.net(xb).float()
+                sub = -(soft * out.log_softmax(1)).sum(1).mean() if self.config.distill else F.cross_entropy(out, yb)
+                self._backward(sub, step)
+        self.opt.step()
+        self.sched.step()
+        return loss.detach()
+
     def _backward(self, loss: torch.Tensor, step: int) -> None:
-        if not torch.isfinite(loss):
-            raise TrainingError(f"OFA supernet loss became {float(loss)} at epoch {self.epoch} step {step} "
-                                f"({self.phase}); lower --lr")
+        self._guard.update(loss, step)
         loss.backward()
 
     def subnet_accuracy(self, genome: Genome, split: str = "val", calibration: list | None = None) -> tuple[float, float]:
@@ -359,6 +394,7 @@ class OFAJob:
         seed: Seed of the training and of the splits.
         device: Torch device; ``"auto"`` is resolved where the job runs.
         limit: Cap on every split.
+        amp: Mixed precision where the job runs (``auto``, ``off``, ``bf16``).
     """
 
     space: str | MacroSpace
@@ -367,6 +403,7 @@ class OFAJob:
     seed: int = 0
     device: str = "auto"
     limit: int | None = None
+    amp: str = "auto"
 
     def __post_init__(self) -> None:
         from nasbench._spaces import SPACES, load_space
@@ -382,4 +419,4 @@ class OFAJob:
 
         data = load_dataset(self.dataset, seed=self.seed, limit=self.limit)
         return OFATrainer(load_space(self.space), data, self.config, seed=self.seed,
-                          device=str(resolve_device(self.device)))
+                          device=str(resolve_device(self.device)), amp=self.amp)

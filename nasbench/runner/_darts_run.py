@@ -53,6 +53,7 @@ class DartsJob:
         predictor: Latency predictor of the space (for a latency-aware loss).
         limit: Cap on every split when ``dataset`` is a spec.
         data_seed: Seed of the splits when ``dataset`` is a spec.
+        amp: Mixed precision where the job runs (``auto``, ``off``, ``bf16``).
     """
 
     space: str | CellSpace
@@ -63,6 +64,7 @@ class DartsJob:
     predictor: LatencyPredictor | None = None
     limit: int | None = None
     data_seed: int | None = None
+    amp: str = "auto"
 
     def __call__(self) -> DartsSearch:
         """Load the space and data, and build the ``DartsSearch``."""
@@ -75,7 +77,7 @@ class DartsJob:
         if isinstance(data, str):
             data = load_dataset(data, seed=self.seed if self.data_seed is None else self.data_seed, limit=self.limit)
         return DartsSearch(load_space(self.space), data, self.config, seed=self.seed,
-                           device=str(resolve_device(self.device)), predictor=self.predictor)
+                           device=str(resolve_device(self.device)), predictor=self.predictor, amp=self.amp)
 
 
 class _InProcess:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -14,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from nasbench._checkpoint import load_checkpoint, plain, save_checkpoint
-from nasbench.errors import ConfigError, NasbenchError, TrainingError
+from nasbench.errors import ConfigError, NasbenchError
 from nasbench.strategies._projection import decide, plan_decisions
 from nasbench.supernet import CellSupernet
+from nasbench.train._divergence import DivergenceGuard
 
 if TYPE_CHECKING:
     from nasbench.data import DatasetSplits
@@ -150,23 +150,34 @@ class DartsSearch:
         data: Splits (train for w, val for alpha).
         config: Hyperparameters.
         seed: Seeds alpha initialization, weights, batch order and augmentation.
-        device: Torch device.
+        device: Torch device. On CUDA the data is copied there once, the supernet runs
+            channels-last and cuDNN autotunes; on CPU channels-last only where
+            ``channels_last_ok`` finds it safe (every conv after the stem a multiple of 8 channels).
         predictor: Latency predictor of the space (needed for latency terms).
+        amp: ``auto`` (bf16 autocast on a CUDA device with bf16), ``off`` or ``bf16`` (see
+            ``nasbench.train.resolve_amp``). A runtime setting, not a hyperparameter: checkpoints
+            resume under any.
     """
 
     def __init__(self, space: CellSpace, data: DatasetSplits, config: DartsConfig, *, seed: int = 0,
-                 device: str | torch.device = "cpu", predictor: LatencyPredictor | None = None) -> None:
+                 device: str | torch.device = "cpu", predictor: LatencyPredictor | None = None,
+                 amp: str = "auto") -> None:
         from nasbench.data import default_augmentation
+        from nasbench.train import channels_last_ok, place_data, resolve_amp
 
         if (config.latency_weight > 0 or config.max_latency_ms is not None) and predictor is None:
             raise ConfigError("a latency-aware DARTS loss needs --latency-profile PROFILE.json of this space")
         self.space, self.data, self.config, self.seed = space, data, config, seed
         self.device = torch.device(device)
+        self.amp_dtype = resolve_amp(amp, self.device)
         self.predictor = predictor
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net = CellSupernet(space, data.num_classes, data.input_shape).to(self.device)
-        self.net.set_channels_last(self.device.type == "cpu")  # measured faster on CPU (darts_throughput.py)
+        # measured faster on CPU at C=8 and 16 (darts_throughput.py); safe only where channels_last_ok says
+        self.net.set_channels_last(channels_last_ok(self.net.net, self.device, exclude=[self.net.net.stem]))
+        self._train_xy = (place_data(data.train_x, self.device), place_data(data.train_y, self.device))
+        self._val_xy = (place_data(data.val_x, self.device), place_data(data.val_y, self.device))
         self.w_opt = torch.optim.SGD(self.net.weight_parameters(), lr=config.w_lr, momentum=config.w_momentum,
                                      weight_decay=config.w_weight_decay)
         self.a_opt = torch.optim.Adam(self.net.arch_parameters(), lr=config.alpha_lr, betas=config.alpha_betas,
@@ -177,6 +188,9 @@ class DartsSearch:
         self._lat = ({k: v.to(self.device) for k, v in self.net.latency_matrices(predictor.profile).items()}
                      if predictor is not None else None)
         self.augmentation = default_augmentation(data.name)
+        self._guard = DivergenceGuard(self.device, data.num_classes, lambda what, step: (
+            f"DARTS supernet loss became {what} at epoch {self.epoch} step {step}; lower the weight learning "
+            f"rate w_lr ({config.w_lr:g})"))
         self._groups: tuple[Any, Any] = (None, None)
         self.epoch = 0
         self.history: list[DartsEpoch] = []
@@ -193,8 +207,13 @@ class DartsSearch:
             return torch.zeros((), device=self.device)
         return sum((torch.softmax(a, -1) * self._lat[k]).sum() for k, a in self.net.alphas.items())  # type: ignore[return-value]
 
+    def _autocast(self) -> Any:
+        from nasbench.train import autocast
+
+        return autocast(self.device, self.amp_dtype)
+
     def _alpha_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits.float(), y)
         if self.latency_weight > 0:
             loss = loss + self.latency_weight * self.expected_latency()
         return loss
@@ -209,7 +228,9 @@ class DartsSearch:
         # Only d/dalpha: the weights' gradients would be thrown away before the weight step.
         alphas = self._param_groups()[1]
         self.a_opt.zero_grad(set_to_none=True)
-        self._alpha_loss(self.net(xv), yv).backward(inputs=alphas)
+        with self._autocast():
+            logits = self.net(xv)
+        self._alpha_loss(logits, yv).backward(inputs=alphas)
         self.a_opt.step()
 
     def _second_order_alpha_step(self, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor) -> None:
@@ -244,24 +265,30 @@ class DartsSearch:
             a.grad = da - eta * (gp - gm) / (2 * r)
         self.a_opt.step()
 
-    def step(self, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor) -> float:
+    def step(self, xb: torch.Tensor, yb: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor) -> torch.Tensor:
         """One alpha step on the validation batch, then one weight step on the training batch.
 
-        Returns the training loss of the weight step (before it); a non-finite loss skips the update.
+        Returns the training loss of the weight step (before it), detached, on the device: reading
+        it is the caller's choice (a host sync on CUDA). On the CPU a non-finite loss skips the
+        update; on CUDA nothing here waits for the GPU, and ``train_epoch`` checks the losses every
+        few steps.
         """
         if self.config.unrolled:
-            self._second_order_alpha_step(xb, yb, xv, yv)
+            with self._autocast():
+                self._second_order_alpha_step(xb, yb, xv, yv)
         else:
             self._first_order_alpha_step(xv, yv)
         weights = self._param_groups()[0]
         self.w_opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.net(xb), yb)
-        if not torch.isfinite(loss):
-            return float(loss)
+        with self._autocast():
+            logits = self.net(xb)
+        loss = F.cross_entropy(logits.float(), yb)
+        if self.device.type == "cpu" and not bool(torch.isfinite(loss)):
+            return loss.detach()
         loss.backward(inputs=weights)  # only d/dw: the alphas' gradients would be thrown away
         torch.nn.utils.clip_grad_norm_(weights, self.config.grad_clip)
         self.w_opt.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def _aux_skip(self, epoch: int) -> float:
         """DARTS-'s auxiliary skip weight in search epoch ``epoch`` (0 without that guard)."""
@@ -302,30 +329,33 @@ class DartsSearch:
         """One pass over the training split, alternating alpha and weight steps; returns the weight
         steps' losses and the (shuffled) validation batches."""
         from nasbench.data import iterate_batches
+        from nasbench.train import batch_generator, cuda_speedups
 
         d = self.data
-        gen = torch.Generator(device="cpu").manual_seed(seed)
+        gen = batch_generator(seed, self.device)
         common = dict(device=self.device, mean=d.mean, std=d.std, drop_last=True)
         bs = min(self.config.batch_size, len(d.train_y), len(d.val_y))
-        train = iterate_batches(d.train_x, d.train_y, bs, shuffle=True, generator=gen,
+        train = iterate_batches(*self._train_xy, bs, shuffle=True, generator=gen,
                                 augmentation=self.augmentation if self.augmentation.enabled else None, **common)
-        val_batches = list(iterate_batches(d.val_x, d.val_y, bs, shuffle=True, generator=gen, **common))
+        val_batches = list(iterate_batches(*self._val_xy, bs, shuffle=True, generator=gen, **common))
         self.net.train()
-        losses = []
-        with torch.random.fork_rng(devices=[]):
+        losses: list[torch.Tensor] = []
+        cuda = [] if self.device.type != "cuda" else [
+            self.device.index if self.device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=cuda), cuda_speedups(self.device):
             torch.manual_seed(seed)
             for step, (xb, yb) in enumerate(train):
                 xv, yv = val_batches[step % len(val_batches)]
-                loss = self.step(xb, yb, xv, yv)
-                if not math.isfinite(loss):
-                    raise TrainingError(f"DARTS supernet loss became {loss} at epoch {self.epoch} step {step}; "
-                                        "lower --w-lr")
-                losses.append(loss)
-        return losses, val_batches
+                losses.append(self.step(xb, yb, xv, yv))
+                self._guard.update(losses[-1], step)  # CPU: now; GPU: every few steps (a host sync)
+        self._guard.flush()
+        return [float(v) for v in torch.stack(losses).cpu()] if losses else [], val_batches
 
     def _report(self, t0: float, losses: list[float], val_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> DartsEpoch:
         """Evaluate the supernet, derive its genome and describe the epoch."""
         val_acc, val_loss = self._evaluate_supernet(val_batches)
+        self._guard.check_validation(val_loss, f"DARTS supernet validation loss became {val_loss} at epoch "
+                                               f"{self.epoch}; lower the weight learning rate w_lr ({self.config.w_lr:g})")
         genome = self.net.derive()
         report = DartsEpoch(
             epoch=self.epoch, genome=genome, val_accuracy=val_acc, val_loss=val_loss,
@@ -355,7 +385,7 @@ class DartsSearch:
             for group in self.w_opt.param_groups:
                 group["lr"] = self.config.w_lr / 10
         bs = min(self.config.batch_size, len(d.val_y))
-        scoring = list(iterate_batches(d.val_x, d.val_y, bs, shuffle=False, device=self.device, mean=d.mean, std=d.std,
+        scoring = list(iterate_batches(*self._val_xy, bs, shuffle=False, device=self.device, mean=d.mean, std=d.std,
                                        drop_last=True))
         decision = self.decisions[self.projected]
         choice, scores = decide(self.net, decision, lambda: self._evaluate_supernet(scoring))
@@ -433,14 +463,16 @@ class DartsSearch:
         reference code, the supernet is judged with the statistics of the batch itself.
         """
         self.net.train()
-        correct = total = 0
-        loss_sum = 0.0
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        total = 0
         for xv, yv in batches:
-            logits = self.net(xv)
-            loss_sum += float(F.cross_entropy(logits, yv, reduction="sum"))
-            correct += int((logits.argmax(1) == yv).sum())
+            with self._autocast():
+                logits = self.net(xv).float()
+            loss_sum += F.cross_entropy(logits, yv, reduction="sum")
+            correct += (logits.argmax(1) == yv).sum()
             total += len(yv)
-        return correct / max(1, total), loss_sum / max(1, total)
+        return int(correct) / max(1, total), float(loss_sum) / max(1, total)
 
     def _adapt_latency_weight(self, predicted: float) -> None:
         target = self.config.max_latency_ms

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from nasbench.train._config import TrainConfig
-from nasbench.train._device import resolve_device
+from nasbench.train._device import (
+    AMP_MODES,
+    autocast,
+    batch_generator,
+    channels_last_ok,
+    cuda_speedups,
+    place_data,
+    resolve_amp,
+    resolve_device,
+)
 from nasbench.train._evaluate import evaluate
 from nasbench.train._result import TrainResult
 from nasbench.train._trainer import epoch_hook, train_model
 
 __all__ = [
+    "AMP_MODES",
+    "autocast",
+    "batch_generator",
+    "channels_last_ok",
+    "cuda_speedups",
+    "place_data",
+    "resolve_amp",
     "TrainConfig",
     "TrainResult",
     "epoch_hook",

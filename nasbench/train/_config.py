@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nasbench.errors import ConfigError
+from nasbench.train._device import AMP_MODES
 
 if TYPE_CHECKING:
     from nasbench.data import Augmentation
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
 __all__ = ["TrainConfig"]
 
 OPTIMIZERS = ("sgd", "adamw")
-AMP_MODES = ("auto", "off")
 _DEFAULT_LR = {"sgd": 0.05, "adamw": 1e-3}
 _DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
 
@@ -51,7 +51,8 @@ class TrainConfig:
         grad_clip: Max global gradient norm, or ``None`` for no clipping.
         augmentation: Training augmentation; ``None`` means the dataset's default.
         eval_batch_size: Batch size for validation and test evaluation.
-        amp: ``"auto"`` (bf16 autocast on CUDA only) or ``"off"``.
+        amp: ``"auto"`` (bf16 autocast on a CUDA device with bf16), ``"off"``, or ``"bf16"``
+            (refused where the device has no bf16; see ``resolve_amp``).
         warmup_steps: Linear warm-up steps before the cosine decay.
     """
 

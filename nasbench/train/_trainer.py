@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,15 @@ from nasbench.data import default_augmentation, iterate_batches
 from nasbench.errors import DataError, TrainingError
 from nasbench.hardware import count_flops, count_params
 from nasbench.train._config import TrainConfig
-from nasbench.train._device import resolve_device
+from nasbench.train._device import (
+    autocast,
+    batch_generator,
+    cuda_speedups,
+    place_data,
+    resolve_amp,
+    resolve_device,
+)
+from nasbench.train._divergence import DivergenceGuard
 from nasbench.train._evaluate import evaluate
 from nasbench.train._optim import make_optimizer, make_scheduler
 from nasbench.train._result import TrainResult
@@ -49,10 +57,6 @@ def epoch_hook(callback: EpochCallback) -> Iterator[None]:
         _EPOCH_HOOK.reset(token)
 
 
-# On CUDA the finiteness of the loss is checked every this many steps (one host sync).
-_CUDA_CHECK_EVERY = 50
-# Splits up to this size are copied to the accelerator once instead of per batch.
-_MAX_DEVICE_COPY_BYTES = 1 << 30
 
 
 def _steps_per_epoch(n_train: int, batch_size: int) -> tuple[int, bool]:
@@ -100,18 +104,9 @@ def _seed_torch(device: torch.device, seed: int) -> None:
             torch.cuda.manual_seed(seed)
 
 
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cpu" or t.nbytes > _MAX_DEVICE_COPY_BYTES:
-        return t
-    return t.to(device)
-
-
-def _nan_error(value: torch.Tensor, step: int, epoch: int, config: TrainConfig) -> TrainingError:
-    kind = "nan" if bool(torch.isnan(value)) else "inf"
-    return TrainingError(
-        f"loss became {kind} at step {step} (epoch {epoch}); lower the learning rate "
-        f"(lr={config.effective_lr:g}), keep grad_clip on, or add normalization to the model"
-    )
+def _divergence_fix(config: TrainConfig) -> str:
+    return (f"lower the learning rate (lr={config.effective_lr:g}), keep grad_clip on, "
+            "or add normalization to the model")
 
 
 def train_model(
@@ -130,8 +125,9 @@ def train_model(
     ``torch.random.fork_rng`` seeded with ``seed``, and batches are shuffled and
     augmented from a ``torch.Generator`` seeded with ``seed``, so on CPU the same seed
     gives the same weights and metrics, and the caller's global RNG state is untouched.
-    On CUDA the model and batches use channels-last memory and (``amp="auto"``) bf16
-    autocast. The model is left on ``device`` in eval mode.
+    On CUDA the model and batches use channels-last memory, cuDNN autotunes its kernels and
+    (``amp="auto"``) bf16 autocast runs the forward pass. The model is left on ``device`` in
+    eval mode.
 
     Args:
         model: The classifier to train; its output is (N, num_classes) logits.
@@ -150,12 +146,14 @@ def train_model(
         The metrics of the trained model.
 
     Raises:
-        TrainingError: The loss became NaN or infinite.
+        TrainingError: The training loss became NaN or infinite or exploded (over
+            ``DIVERGENCE_FACTOR`` times its start), or the validation loss is not finite.
         DataError: The train or validation split is empty.
-        ConfigError: ``device`` is not available.
+        ConfigError: ``device`` is not available, or ``amp="bf16"`` where it has no bf16.
     """
     config = TrainConfig() if config is None else config
     dev = resolve_device(device)
+    resolve_amp(config.amp, dev)
     n_train = int(data.train_x.shape[0])
     if n_train == 0:
         raise DataError(
@@ -168,9 +166,10 @@ def train_model(
         params = count_params(model)
         flops = count_flops(model, data.input_shape)
         _seed_torch(dev, seed)
-        val_acc, val_loss, train_loss, steps, seconds, epochs_done = _fit(
-            model, data, config, seed, dev, on_epoch
-        )
+        with cuda_speedups(dev):
+            val_acc, val_loss, train_loss, steps, seconds, epochs_done = _fit(
+                model, data, config, seed, dev, on_epoch
+            )
         test_acc = test_loss = None
         if evaluate_test:
             test_acc, test_loss = evaluate(
@@ -221,14 +220,12 @@ def _fit(
     augmentation = config.augmentation
     if augmentation is None:
         augmentation = default_augmentation(data.name)
-    generator = torch.Generator(device=dev).manual_seed(seed)
-    train_x, train_y = _to_device(data.train_x, dev), _to_device(data.train_y, dev)
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        if cuda and config.amp == "auto"
-        else nullcontext()
-    )
-    check_every = _CUDA_CHECK_EVERY if cuda else 1
+    generator = batch_generator(seed, dev)
+    train_x, train_y = place_data(data.train_x, dev), place_data(data.train_y, dev)
+    amp_dtype = resolve_amp(config.amp, dev)
+    epoch = 0
+    guard = DivergenceGuard(dev, data.num_classes, lambda what, at: (
+        f"loss became {what} at step {at} (epoch {epoch + 1}); {_divergence_fix(config)}"))
     params = [p for p in model.parameters() if p.requires_grad]
     logger.info(
         "training %d steps (%d per epoch, batch %d) on %s",
@@ -261,10 +258,9 @@ def _fit(
         for xb, yb in batches:
             if cuda:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast:
+            with autocast(dev, amp_dtype):
                 loss = criterion(model(xb), yb)
-            if not cuda and not bool(torch.isfinite(loss)):
-                raise _nan_error(loss, step + 1, epoch + 1, config)
+            guard.update(loss, step + 1)  # CPU: checked now, before the update; GPU: every few steps
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
@@ -274,8 +270,6 @@ def _fit(
             step += 1
             loss_sum += loss.detach().float() * yb.shape[0]
             seen += yb.shape[0]
-            if cuda and step % check_every == 0 and not bool(torch.isfinite(loss_sum)):
-                raise _nan_error(loss_sum, step, epoch + 1, config)
             out_of_time = (
                 config.max_seconds is not None and time.perf_counter() - start >= config.max_seconds
             )
@@ -284,9 +278,8 @@ def _fit(
                 break
         if seen == 0:  # cannot happen with a non-empty split; guards an endless loop
             raise DataError(f"dataset {data.name!r} yielded no training batch")
+        guard.flush()
         train_loss = loss_sum.item() / seen
-        if not math.isfinite(train_loss):
-            raise _nan_error(loss_sum, step, epoch + 1, config)
         val_acc, val_loss = evaluate(
             model,
             data.val_x,
@@ -296,6 +289,8 @@ def _fit(
             mean=data.mean,
             std=data.std,
         )
+        guard.check_validation(val_loss, f"validation loss became {val_loss} after epoch {epoch + 1} (step {step}); "
+                                         f"{_divergence_fix(config)}")
         seconds = time.perf_counter() - start
         metrics = {
             "epoch": step / steps_per_epoch,
