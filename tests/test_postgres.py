@@ -195,3 +195,52 @@ def test_unreachable_database_fails_fast_with_one_line_naming_it(kind, silent_po
     assert f"postgresql://alice:***@127.0.0.1:{port}/studies" in err
     assert "s3cret" not in err + out
     assert not (tmp_path / "best.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_four_drivers_one_killed_share_the_budget_on_postgres(pg_url, tmp_path) -> None:  # noqa: ANN001
+    """Four ``nasbench search`` processes (evolution) on one PostgreSQL study; one SIGKILLed mid-trial."""
+    import signal
+    import subprocess
+    import time
+
+    import optuna
+
+    from nasbench.runner._study import ABANDONED_KEY
+    from tests.test_cli import cli_cmd, cli_env
+
+    budget = 8
+    args = ["--quiet", "search", "--strategy", "evolution", "--population", "4", "--tournament", "2",
+            "--budget", str(budget), "--epochs", "2", "--limit", "300", "--storage", pg_url, "--study", "many"]
+    env = {**cli_env(), "NASBENCH_HEARTBEAT_SECONDS": "1"}
+    procs = [subprocess.Popen(cli_cmd(*args, "--out", str(tmp_path / f"best{i}.json")), cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    victim = procs[0]
+    me = f"{socket.gethostname()}:{victim.pid}"
+
+    def victim_running() -> bool:
+        try:
+            study = optuna.load_study(study_name="many", storage=pg_url)
+        except Exception:  # tables or study not created yet
+            return False
+        return any(t.state.name == "RUNNING" and t.user_attrs.get("driver") == me for t in study.trials)
+
+    deadline = time.monotonic() + 240
+    while not victim_running():
+        assert victim.poll() is None, victim.communicate()
+        assert time.monotonic() < deadline, "the victim never reserved a trial"
+        time.sleep(0.1)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    for p in procs[1:]:
+        _, err = p.communicate(timeout=400)
+        assert p.returncode == 0, err[-3000:]
+    trials = optuna.load_study(study_name="many", storage=pg_url).trials
+    finished = [t for t in trials if ABANDONED_KEY not in t.user_attrs]
+    assert [t.state.name for t in finished] == ["COMPLETE"] * budget
+    assert len({t.user_attrs["genome_hash"] for t in finished}) == budget
+    killed = [t for t in trials if t.user_attrs.get("driver") == me and "stopped" in t.user_attrs.get(ABANDONED_KEY, "")]
+    assert killed
+    assert any(t.user_attrs["genome_hash"] == killed[0].user_attrs["genome_hash"] for t in finished)
+    assert len({t.user_attrs["driver"] for t in finished}) >= 2  # the work was shared

@@ -243,10 +243,14 @@ def test_keyboard_interrupt_keeps_finished_trials_and_resumes(db, space):
     assert summary.interrupted
     assert len(summary.new) == 2 and len(ev.calls) == 3
     trials = stored(url)
-    assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+    finished = [t for t in trials if "abandoned" not in t.user_attrs]
+    assert len(finished) == 2 and all(t.state == TrialState.COMPLETE for t in finished)
+    # the trial in flight was reserved; Ctrl-C gives it back (FAIL, abandoned: not in the history)
+    given_back = [t for t in trials if "abandoned" in t.user_attrs]
+    assert [t.state for t in given_back] == [TrialState.FAIL] and "stopped before finishing" in given_back[0].user_attrs["failure"]
     summary2, _, _ = search(url, space, 6)
     assert summary2.resumed == 2 and not summary2.interrupted
-    hashes = [t.user_attrs["genome_hash"] for t in stored(url)]
+    hashes = [t.user_attrs["genome_hash"] for t in stored(url) if "abandoned" not in t.user_attrs]
     assert len(hashes) == 6 == len(set(hashes))
 
 

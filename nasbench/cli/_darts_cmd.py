@@ -124,11 +124,8 @@ def ray_settings(args: argparse.Namespace, what: str = "DARTS") -> dict[str, Any
 def _search(args: argparse.Namespace, search: Any, space: Any, data: Any, spec: str, config: Any, objectives: Any,
             retrain: Any, device: str | None, where: str) -> int:
     """Record the search in the study, then print the table and write best.json and the heatmap."""
-    from nasbench.cli._study_cmds import export_trial
-    from nasbench.cli._tables import trials_table
     from nasbench.data import parse_spec
-    from nasbench.runner import DEFAULT_STORAGE, StudyRecorder, redact
-    from nasbench.runner._darts_run import plot_alphas, run_darts
+    from nasbench.runner import DEFAULT_STORAGE, StudyRecorder
     from nasbench.strategies._projection import plan_decisions
 
     decisions = len(plan_decisions(space, args.seed)) if config.selection == "perturbation" else 0
@@ -143,6 +140,23 @@ def _search(args: argparse.Namespace, search: Any, space: Any, data: Any, spec: 
     checkpoint = Path(args.checkpoint or Path(".nasbench") / f"{study_name}.darts.pt")
     search.load(checkpoint)  # a bad or mismatched checkpoint fails here, before the study is made or changed
     recorder = StudyRecorder(storage, study_name, space, objectives, settings, legacy={"darts": _BEFORE_IT_EXISTED})
+    try:
+        recorder.hold_lease("DARTS")  # one supernet, one driver: a second one is refused, naming the first
+        return _run_and_export(args, search, space, data, config, objectives, retrain, device, where, recorder,
+                               study_name, storage, checkpoint, selection, epochs)
+    finally:
+        recorder.close()
+
+
+def _run_and_export(args: argparse.Namespace, search: Any, space: Any, data: Any, config: Any, objectives: Any,
+                    retrain: Any, device: str | None, where: str, recorder: Any, study_name: str, storage: str,
+                    checkpoint: Path, selection: str, epochs: int) -> int:
+    """Train (or resume) the supernet under the study's lease, record every epoch, export the answer."""
+    from nasbench.cli._study_cmds import export_trial
+    from nasbench.cli._tables import trials_table
+    from nasbench.runner import redact
+    from nasbench.runner._darts_run import plot_alphas, run_darts
+
     console.print(f"study [bold]{study_name}[/] in {redact(storage)}: DARTS on {space.name} ({data.name}, "
                   f"{len(data.train_y)} train for weights / {len(data.val_y)} val for alpha), {config.epochs} epochs, "
                   f"collapse guard {config.collapse_guard}, {selection}, checkpoint {checkpoint}{where}")

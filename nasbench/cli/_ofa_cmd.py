@@ -147,6 +147,7 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
         remote.load(checkpoint)
     try:
         recorder = StudyRecorder(storage, study_name, space, objectives, settings)
+        recorder.hold_lease("Once-for-All")  # one supernet, one driver: a second one is refused, naming the first
     except BaseException:
         if remote is not None:
             remote.shutdown()

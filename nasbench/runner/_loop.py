@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -47,13 +49,19 @@ class SearchSummary:
     budget: int
     resumed: int = 0
     new: list[TrialRecord] = field(default_factory=list)
+    #: Trials other drivers of the same study finished while this one ran.
+    others: int = 0
     interrupted: bool = False
     exhausted: bool = False
 
     @property
     def finished(self) -> int:
-        """Trials counted against the budget (resumed + new)."""
-        return self.resumed + len(self.new)
+        """Trials counted against the budget (resumed + new + other drivers')."""
+        return self.resumed + len(self.new) + self.others
+
+
+#: Seconds between looks at the study while this driver waits for other drivers' trials.
+WAIT_POLL_SECONDS = 1.0
 
 
 def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder, *, budget: int,
@@ -65,9 +73,15 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
     Stored trials are replayed into the strategy first, so re-running the same search
     resumes it. A genome already evaluated (or in flight) is never paid for twice: its
     result is told again and nothing is recorded. The executor keeps up to ``slots``
-    evaluations in flight; only this driver writes the study, one trial per finished
-    evaluation. Ctrl-C stops after recording every finished trial (only those in flight
-    are lost).
+    evaluations in flight. Ctrl-C stops after recording every finished trial (those in flight
+    are given back).
+
+    Any number of drivers may run this on one study at once (same command; one machine or
+    many): each genome is reserved in the study before it is trained (``StudyRecorder.reserve``),
+    so no genome is trained twice and together they finish exactly ``budget`` trials; each
+    driver's strategy is told the others' finished trials as they appear; the reservations of a
+    driver that died are re-run (``reclaim_stale``). A driver with nothing left to claim waits
+    for the others' trials to finish (or their drivers to die) before it returns.
 
     Args:
         strategy: Proposes genomes (constructed with ``resume_seed(seed, len(history))``).
@@ -75,7 +89,7 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
         recorder: The study.
         budget: Total finished trials wanted in the study.
         seed: Search seed; each trial's training seed derives from it and the genome.
-        on_trial: Called after each new trial with (record, finished count).
+        on_trial: Called after each new trial of this driver with (record, finished count).
         history: Stored trials if the caller already read them.
         constraints: Hard bounds; a genome breaking one is told to the strategy as failed
             (``infeasible: ...``), not evaluated, not recorded, and another is drawn.
@@ -92,23 +106,30 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
     history = recorder.history() if history is None else history
     summary = SearchSummary(recorder.name, budget, resumed=len(history))
     seen: dict[str, Evaluation] = {}
+    known: set[int] = set()  # trial numbers the strategy has been told
     for rec in history:
         strategy.replay(rec.genome, rec.evaluation)
         seen[rec.genome.hash] = rec.evaluation
+        known.add(rec.number)
     if history:
         logger.info("resuming study %s: %d of %d trials done", recorder.name, len(history), budget)
     in_flight: dict[str, int] = {}  # genome hash -> extra asks of it waiting for its result
+    elsewhere: dict[str, int] = {}  # genome hash reserved by another driver -> our asks waiting for it
+    reservations: dict[str, int] = {}  # genome hash -> this driver's reservation (trial id)
+    owed: deque[Genome] = deque()  # genomes to evaluate before asking the strategy again
     repeats = infeasible = 0
 
     def next_genome() -> Genome | None:
         nonlocal repeats, infeasible
         while True:
             genome = strategy.ask()
-            if genome.hash in seen or genome.hash in in_flight:
+            if genome.hash in seen or genome.hash in in_flight or genome.hash in elsewhere:
                 if genome.hash in seen:
                     strategy.tell(genome, seen[genome.hash])
-                else:
+                elif genome.hash in in_flight:
                     in_flight[genome.hash] += 1
+                else:
+                    elsewhere[genome.hash] += 1
                 repeats += 1
                 if repeats >= MAX_REPEATS:
                     summary.exhausted = True
@@ -128,17 +149,67 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
                 infeasible = 0
             return genome
 
+    def absorb_others() -> None:
+        """Tell the strategy the trials other drivers finished since the last look."""
+        for rec in recorder.history(skip=known):
+            known.add(rec.number)
+            if rec.genome.hash in reservations:  # ours, recorded below (or a lost race: ours goes on)
+                continue
+            waiting = elsewhere.pop(rec.genome.hash, 0)
+            for _ in range(waiting):
+                strategy.tell(rec.genome, rec.evaluation)
+            if not waiting and rec.genome.hash not in seen:
+                strategy.replay(rec.genome, rec.evaluation)
+            seen[rec.genome.hash] = rec.evaluation
+            summary.others += 1
+
+    def claim(genome: Genome, from_strategy: bool) -> str:
+        """Reserve ``genome`` and submit it: "ok", "taken" (another driver has it) or "full" (no budget left)."""
+        got = recorder.reserve(genome, budget, strategy=strategy.name)
+        if got == "taken":
+            if from_strategy:  # told when the other driver's result shows up
+                elsewhere[genome.hash] = elsewhere.get(genome.hash, 0) + 1
+            return "taken"
+        if got == "full":
+            owed.appendleft(genome)  # not evaluated: the next free slot (a dead driver's) takes it first
+            return "full"
+        reservations[genome.hash] = int(got)
+        in_flight[genome.hash] = 0
+        executor.submit(genome, trial_seed(seed, genome))
+        return "ok"
+
     try:
-        while summary.finished < budget:
+        while True:
+            owed.extend(recorder.reclaim_stale())
+            absorb_others()
+            if summary.finished >= budget:
+                break
+            full = False
             while (not summary.exhausted and executor.pending < executor.slots
                    and summary.finished + executor.pending < budget):
-                genome = next_genome()
+                from_strategy = not owed
+                genome = owed.popleft() if owed else next_genome()
                 if genome is None:
                     break
-                in_flight[genome.hash] = 0
-                executor.submit(genome, trial_seed(seed, genome))
+                if not from_strategy and (genome.hash in seen or genome.hash in in_flight):
+                    continue  # an owed genome finished meanwhile
+                outcome = claim(genome, from_strategy)
+                if outcome == "full":
+                    full = True
+                    break
             if executor.pending == 0:
-                break
+                if recorder.live_reservations():  # other drivers' trials: wait for them (or their drivers' end)
+                    time.sleep(WAIT_POLL_SECONDS)
+                    continue
+                if full and not summary.exhausted:
+                    owed.extend(recorder.reclaim_stale())
+                    absorb_others()
+                    if summary.finished < budget and not owed:
+                        logger.warning("the study's trials fill the budget of %d but only %d are finished here; "
+                                       "stopping", budget, summary.finished)
+                        break
+                    continue
+                break  # exhausted: the strategy proposes nothing new
             for done in executor.wait():
                 genome, evaluation = done.genome, done.evaluation
                 strategy.tell(genome, evaluation)
@@ -147,7 +218,9 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
                 extra = {"search_seed": seed, "trial_seed": done.seed}
                 if done.attempts > 1:
                     extra["attempts"] = done.attempts
-                number = recorder.record(genome, evaluation, strategy=strategy.name, started=done.started, extra=extra)
+                number = recorder.record(genome, evaluation, strategy=strategy.name, started=done.started, extra=extra,
+                                         reservation=reservations.pop(genome.hash, None))
+                known.add(number)
                 seen[genome.hash] = evaluation
                 rec = TrialRecord(number, genome, evaluation)
                 summary.new.append(rec)
@@ -158,4 +231,7 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
         logger.warning("interrupted: %d finished trials are in study %s", summary.finished, recorder.name)
     finally:
         executor.shutdown()
+        for trial_id in reservations.values():  # in flight here: back to the search for another driver
+            recorder.release(trial_id, f"driver {recorder.driver} stopped before finishing it")
+        recorder.close()
     return summary

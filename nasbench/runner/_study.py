@@ -6,9 +6,9 @@ import datetime as dt
 import json
 import logging
 import math
-import os
-import socket
 import time
+import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nasbench.errors import NasbenchError, StorageError
+from nasbench.errors import ConfigError, NasbenchError, StorageError
 from nasbench.objectives import Evaluation, Objectives
+from nasbench.runner._drivers import HEARTBEAT_KEY, Heartbeat, driver_alive, driver_id
 
 if TYPE_CHECKING:
     from nasbench.space import Genome, Space
@@ -29,6 +30,13 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = "sqlite:///nasbench.db"
 _META = "nasbench"
+#: User attribute of a reservation that does not count: its driver died, or another driver had the
+#: genome or the budget first. Such a trial is FAIL with this reason and is not part of the history.
+ABANDONED_KEY = "abandoned"
+#: Study user attribute of the one driver training a supernet (DARTS, OFA) on the study.
+LEASE_KEY = "supernet_driver"
+#: Seconds between writing a supernet lease and reading it back (two drivers starting together: one wins).
+LEASE_SETTLE_SECONDS = 1.0
 
 
 def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
@@ -56,7 +64,7 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.BaseStorage:
                 raise StorageError(f"no study database at {path}; run 'nasbench search' first or fix --storage")
             if path.is_dir() or not path.parent.is_dir():
                 raise StorageError(f"cannot create SQLite file {path}; its folder must exist and it must not be a folder")
-            return optuna.storages.RDBStorage(url)
+            return _created_concurrently(lambda: optuna.storages.RDBStorage(url))
         if url.startswith(("postgresql", "mysql")):
             return _server_storage(_with_driver(url))
     except StorageError:
@@ -95,8 +103,15 @@ class StudyRecorder:
 
     Trials carry: params = genome decisions (with their distributions), values = objectives,
     user attributes = ``genome`` (canonical JSON), ``genome_hash``, ``strategy``, ``seed``,
-    every metric, and ``failure`` for failed trials.
+    ``driver`` (``host:pid``), every metric, and ``failure`` for failed trials.
+
+    Many drivers may share a study (``reserve`` / ``record(reservation=)`` / ``reclaim_stale``):
+    a genome is reserved as a RUNNING trial with a heartbeat before it is trained, and that
+    trial becomes the result. ``hold_lease`` keeps supernet searches to one driver.
     """
+
+    #: Trial states that count against the budget and make the history.
+    counted_states: tuple[TrialState, ...] = (TrialState.COMPLETE, TrialState.FAIL)
 
     def __init__(self, storage: str, study_name: str, space: Space, objectives: Objectives,
                  settings: dict[str, Any], legacy: dict[str, dict[str, Any]] | None = None) -> None:
@@ -110,6 +125,9 @@ class StudyRecorder:
         self.settings = json.loads(json.dumps({"space": space.name, "space_hash": space.hash,
                                                "objectives": list(objectives.names), **settings}))
         self.study = self._create_or_resume(open_storage(storage), study_name)
+        self.driver = driver_id()
+        self._heartbeat: Heartbeat | None = None
+        self._lease: dict[str, Any] | None = None
 
     def _create_or_resume(self, storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
         try:
@@ -118,6 +136,8 @@ class StudyRecorder:
         except Exception as exc:
             raise StorageError(f"cannot create study {name!r} in {redact(self.storage_url)}: {exc}") from None
         stored = study.user_attrs.get(_META)
+        if stored is None and study.trials:  # or another driver created it between the two reads
+            stored = study.user_attrs.get(_META)
         if stored is None and study.trials:
             raise StorageError(f"study {name!r} already has trials not made by nasbench; pass --study NEW_NAME")
         have = [d.name.lower() for d in study.directions]
@@ -146,17 +166,20 @@ class StudyRecorder:
         """Study name."""
         return self.study.study_name
 
-    def history(self) -> list[TrialRecord]:
-        """Finished trials (complete or failed during evaluation), in trial order."""
+    def history(self, skip: set[int] | frozenset[int] = frozenset()) -> list[TrialRecord]:
+        """Finished trials (complete or failed during evaluation), in trial order; numbers in ``skip`` left out."""
         return self.records((TrialState.COMPLETE, TrialState.FAIL), lambda t, metrics: Evaluation(
-            tuple(t.values) if t.state == TrialState.COMPLETE else None, metrics, t.user_attrs.get("failure")))
+            tuple(t.values) if t.state == TrialState.COMPLETE else None, metrics, t.user_attrs.get("failure")),
+            skip)
 
     def records(self, states: tuple[TrialState, ...],
-                evaluation: Callable[[FrozenTrial, dict[str, Any]], Evaluation]) -> list[TrialRecord]:
-        """Stored trials in ``states`` whose genome still fits the space, with ``evaluation(trial, metrics)``."""
+                evaluation: Callable[[FrozenTrial, dict[str, Any]], Evaluation],
+                skip: set[int] | frozenset[int] = frozenset()) -> list[TrialRecord]:
+        """Stored trials in ``states`` whose genome still fits the space, with ``evaluation(trial, metrics)``;
+        abandoned reservations and the trial numbers in ``skip`` are left out."""
         out = []
         for t in self.study.get_trials(deepcopy=False, states=states):
-            if "genome" not in t.user_attrs:
+            if "genome" not in t.user_attrs or ABANDONED_KEY in t.user_attrs or t.number in skip:
                 continue
             try:
                 genome = self.space.load_genome(t.user_attrs["genome"])
@@ -168,25 +191,225 @@ class StudyRecorder:
         return out
 
     def record(self, genome: Genome, evaluation: Evaluation, *, strategy: str,
-               started: dt.datetime, extra: dict[str, Any] | None = None) -> int:
-        """Write one finished trial; return its number."""
+               started: dt.datetime, extra: dict[str, Any] | None = None, reservation: int | None = None) -> int:
+        """Write one finished trial; return its number.
+
+        With ``reservation`` (a trial id from ``reserve``) that RUNNING trial becomes the result;
+        if another driver declared it abandoned meanwhile, a new trial is written instead.
+        """
+        trial = self._finished_trial(genome, evaluation, strategy, started, extra or {})
+        trial._validate()
+        storage = self.study._storage
+        if reservation is not None:
+            number = self._finish(reservation, trial)
+            if number is not None:
+                return number
+        # Study.add_trial does exactly this but does not return the new trial's id.
+        trial_id = storage.create_new_trial(self.study._study_id, template_trial=trial)
+        return storage.get_trial_number_from_id(trial_id)
+
+    def _attrs(self, genome: Genome, strategy: str, extra: dict[str, Any]) -> dict[str, Any]:
+        return {"genome": genome.to_json(), "genome_hash": genome.hash, "strategy": strategy, "driver": self.driver,
+                **extra}
+
+    def _finished_trial(self, genome: Genome, evaluation: Evaluation, strategy: str, started: dt.datetime,
+                        extra: dict[str, Any]) -> FrozenTrial:
+        """The trial to store for a finished evaluation (subclasses add states and curves)."""
         attrs: dict[str, Any] = {k: _json_value(v) for k, v in evaluation.metrics.items()}
-        attrs.update({"genome": genome.to_json(), "genome_hash": genome.hash, "strategy": strategy,
-                      "driver": f"{socket.gethostname()}:{os.getpid()}", **(extra or {})})
+        attrs.update(self._attrs(genome, strategy, extra))
         ok = evaluation.ok and all(math.isfinite(v) for v in evaluation.values or ())
         if not ok:
             attrs["failure"] = evaluation.failure or "non-finite objective value"
-        trial = FrozenTrial(
+        return FrozenTrial(
             number=-1, trial_id=-1, state=TrialState.COMPLETE if ok else TrialState.FAIL,
             value=None, values=list(evaluation.values) if ok else None,  # type: ignore[arg-type]
             datetime_start=started, datetime_complete=dt.datetime.now(),
             params=genome.values, distributions=self.space.optuna_distributions(genome),
             user_attrs=attrs, system_attrs={}, intermediate_values={})
-        trial._validate()
-        # Study.add_trial does exactly this but does not return the new trial's id.
+
+    # -- many drivers ---------------------------------------------------------------------------------
+    def _beat(self, key: Any, beat: Callable[[Any], None]) -> None:
+        if self._heartbeat is None:
+            self._heartbeat = Heartbeat(lambda: open_storage(self.storage_url))
+        self._heartbeat.add(key, beat)
+
+    def reserve(self, genome: Genome, budget: int, *, strategy: str) -> int | str:
+        """Claim ``genome`` for this driver before training it.
+
+        Writes a RUNNING trial (genome, driver, heartbeat), then looks at every trial: if the genome
+        is already finished, or reserved by a live driver whose trial came first, the claim is
+        ``"taken"``; if the trials before it (finished, or live reservations) already fill
+        ``budget``, it is ``"full"``. Trial numbers order concurrent claims, so exactly one of two
+        drivers claiming the same genome (or the last budget slot) at once wins. A lost claim is
+        marked abandoned (FAIL, not in the history). Returns the trial id of a won claim.
+        """
         storage = self.study._storage
-        trial_id = storage.create_new_trial(self.study._study_id, template_trial=trial)
+        clash = self._claim_clash(genome, budget, None)  # a cheap look first: most clashes write nothing
+        if clash is not None:
+            return clash[0]
+        attrs = {**self._attrs(genome, strategy, {}), HEARTBEAT_KEY: time.time()}
+        template = FrozenTrial(
+            number=-1, trial_id=-1, state=TrialState.RUNNING, value=None, values=None,
+            datetime_start=dt.datetime.now(), datetime_complete=None, params=genome.values,
+            distributions=self.space.optuna_distributions(genome), user_attrs=attrs, system_attrs={},
+            intermediate_values={})
+        trial_id = storage.create_new_trial(self.study._study_id, template_trial=template)
+        clash = self._claim_clash(genome, budget, storage.get_trial_number_from_id(trial_id))
+        if clash is not None:
+            self._abandon(storage, trial_id, clash[1])
+            return clash[0]
+        self._beat(trial_id, lambda st: st.set_trial_user_attr(trial_id, HEARTBEAT_KEY, time.time()))
+        return trial_id
+
+    def _claim_clash(self, genome: Genome, budget: int, number: int | None) -> tuple[str, str] | None:
+        """Why trial ``number`` (None: a claim not written yet) may not have ``genome``: ("taken" or "full",
+        reason), or None. Only trials before it count, finished ones and live reservations."""
+        now = time.time()
+        used = 0
+        for t in self.study.get_trials(deepcopy=False):
+            if t.number == number or "genome_hash" not in t.user_attrs or ABANDONED_KEY in t.user_attrs:
+                continue
+            counted = t.state in self.counted_states
+            live = (t.state == TrialState.RUNNING and (number is None or t.number < number)
+                    and self._alive(t, now))
+            if t.user_attrs["genome_hash"] == genome.hash and (counted or live):
+                return "taken", f"genome {genome.hash} is trial {t.number}'s ({t.user_attrs.get('driver')})"
+            used += int(counted or live)
+        if used >= budget:
+            return "full", f"the budget of {budget} trials was taken by other drivers"
+        return None
+
+    @staticmethod
+    def _alive(t: FrozenTrial, now: float) -> bool:
+        beat = t.user_attrs.get(HEARTBEAT_KEY)
+        if beat is None and t.datetime_start is not None:
+            beat = t.datetime_start.timestamp()
+        return driver_alive(t.user_attrs.get("driver"), beat, now)
+
+    def _abandon(self, storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> bool:
+        """Mark a RUNNING reservation abandoned (FAIL, out of the history); False if it had finished."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        if self._heartbeat is not None:
+            self._heartbeat.remove(trial_id)
+        try:
+            storage.set_trial_user_attr(trial_id, ABANDONED_KEY, reason)
+            storage.set_trial_user_attr(trial_id, "failure", reason)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return False
+        return True
+
+    def _finish(self, trial_id: int, trial: FrozenTrial) -> int | None:
+        """Turn the reservation ``trial_id`` into ``trial``; None if it was abandoned meanwhile."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        storage = self.study._storage
+        if self._heartbeat is not None:
+            self._heartbeat.remove(trial_id)
+        try:
+            for key, value in trial.user_attrs.items():
+                storage.set_trial_user_attr(trial_id, key, value)
+            for step, value in trial.intermediate_values.items():
+                storage.set_trial_intermediate_value(trial_id, step, value)
+            storage.set_trial_state_values(trial_id, trial.state, trial.values)
+        except UpdateFinishedTrialError:
+            logger.warning("reservation %d was declared abandoned by another driver while this one trained it; "
+                           "its result is recorded as a new trial", trial_id)
+            return None
         return storage.get_trial_number_from_id(trial_id)
+
+    def release(self, reservation: int, reason: str) -> None:
+        """Give a reservation back unfinished (interrupted): abandoned, so another driver re-runs it at once."""
+        self._abandon(self.study._storage, reservation, reason)
+
+    def reclaim_stale(self) -> list[Genome]:
+        """Abandon the reservations of drivers that died; return their genomes (to be re-run by this driver)."""
+        out = []
+        now = time.time()
+        storage = self.study._storage
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if "genome" not in t.user_attrs or ABANDONED_KEY in t.user_attrs or self._alive(t, now):
+                continue
+            beat = t.user_attrs.get(HEARTBEAT_KEY)
+            age = f"no heartbeat for {now - float(beat):.0f} s" if beat is not None else "no heartbeat"
+            if self._abandon(storage, t._trial_id, f"driver {t.user_attrs.get('driver')} stopped ({age}); "
+                                                   f"re-run by {self.driver}"):
+                try:
+                    genome = self.space.load_genome(t.user_attrs["genome"])
+                except NasbenchError:
+                    continue
+                logger.warning("trial %d: driver %s stopped (%s); its genome %s is re-run here", t.number,
+                               t.user_attrs.get("driver"), age, genome.hash)
+                out.append(genome)
+        return out
+
+    def live_reservations(self) -> int:
+        """RUNNING reservations of live drivers (this one included)."""
+        now = time.time()
+        return sum(1 for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if "genome_hash" in t.user_attrs and ABANDONED_KEY not in t.user_attrs and self._alive(t, now))
+
+    def hold_lease(self, what: str) -> None:
+        """Become the one driver training this study's supernet (``what``: DARTS, Once-for-All).
+
+        Refuses, with one line naming the holder's host and PID, while another live driver holds
+        it. Two drivers starting together both write, wait ``LEASE_SETTLE_SECONDS`` and read
+        back: the last write wins and the other is refused. Renewed by the heartbeat; give it
+        back with ``close``.
+        """
+        storage, sid = self.study._storage, self.study._study_id
+
+        def holder() -> dict[str, Any] | None:
+            held = storage.get_study_user_attrs(sid).get(LEASE_KEY)
+            return held if isinstance(held, dict) else None
+
+        def refuse(held: dict[str, Any]) -> ConfigError:
+            host, _, pid = str(held.get("driver")).rpartition(":")
+            return ConfigError(f"study {self.name!r} is being searched by another {what} driver (host {host}, "
+                               f"PID {pid}): one supernet, one driver; wait for it to finish, stop it, or pass "
+                               "--study NEW_NAME")
+
+        held = holder()
+        if held is not None and held.get("driver") != self.driver and driver_alive(held.get("driver"),
+                                                                                   held.get(HEARTBEAT_KEY)):
+            raise refuse(held)
+        mine = {"driver": self.driver, "token": uuid.uuid4().hex, HEARTBEAT_KEY: time.time()}
+        storage.set_study_user_attr(sid, LEASE_KEY, mine)
+        time.sleep(LEASE_SETTLE_SECONDS)
+        held = holder()
+        if held is None or held.get("token") != mine["token"]:
+            raise refuse(held or {})
+        self._lease = mine
+        # given back by close(), or at the latest when this recorder or the interpreter goes away
+        self._lease_release = weakref.finalize(self, _drop_lease, storage, sid, mine["token"])
+
+        def renew(st: Any) -> None:
+            st.set_study_user_attr(sid, LEASE_KEY, {**mine, HEARTBEAT_KEY: time.time()})
+
+        self._beat("lease", renew)
+
+    def close(self) -> None:
+        """Give back what this driver holds: unfinished reservations (abandoned) and a supernet lease."""
+        if self._heartbeat is not None:
+            for key in self._heartbeat.keys():
+                if isinstance(key, int):
+                    self._abandon(self.study._storage, key, f"driver {self.driver} stopped before finishing it")
+            self._heartbeat.stop()
+            self._heartbeat = None
+        if self._lease is not None:
+            self._lease_release()
+            self._lease = None
+
+
+def _drop_lease(storage: optuna.storages.BaseStorage, study_id: int, token: str) -> None:
+    """Clear the study's supernet lease if it is still the one with ``token``."""
+    try:
+        held = storage.get_study_user_attrs(study_id).get(LEASE_KEY)
+        if isinstance(held, dict) and held.get("token") == token:
+            storage.set_study_user_attr(study_id, LEASE_KEY, None)
+    except Exception as exc:  # at exit the storage may be gone; the lease then expires with its heartbeat
+        logger.debug("could not give back the supernet lease: %s", exc)
 
 
 def _json_value(v: Any) -> Any:
@@ -196,18 +419,24 @@ def _json_value(v: Any) -> Any:
 
 
 def _server_storage(url: str) -> optuna.storages.RDBStorage:
-    """RDBStorage on a database server, retried while workers starting at once race to create its tables."""
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    """RDBStorage on a database server (fails in seconds when it does not answer)."""
+    return _created_concurrently(lambda: optuna.storages.RDBStorage(
+        url, engine_kwargs={"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True},
+        heartbeat_interval=None))
 
-    def connect() -> optuna.storages.RDBStorage:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True},
-            heartbeat_interval=None)
 
-    for attempt in range(1, 5):
+def _created_concurrently(connect: Callable[[], optuna.storages.RDBStorage]) -> optuna.storages.RDBStorage:
+    """``connect()``, retried while drivers starting at once race to create an empty database's tables."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(1, 6):
         try:
             return connect()
-        except (IntegrityError, ProgrammingError):  # another process created a table first ("already exists")
+        except (IntegrityError, ProgrammingError, OperationalError) as exc:
+            # a row or table another process wrote first ("UNIQUE constraint", "already exists"), or the
+            # database locked while it creates them
+            if not isinstance(exc, IntegrityError) and not any(w in str(exc) for w in ("already exists", "locked")):
+                raise
             logger.debug("storage tables created concurrently by another process; retry %d", attempt)
             time.sleep(0.2 * attempt)
     return connect()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import os
-import socket
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
@@ -39,37 +37,36 @@ class AshaRecorder(StudyRecorder):
     A pruned trial counts against the budget and is never evaluated again.
     """
 
-    def record(self, genome: Genome, evaluation: Evaluation, *, strategy: str,
-               started: dt.datetime, extra: dict[str, Any] | None = None) -> int:
-        """Write one ended trial (PRUNED when ASHA stopped it); return its number."""
+    #: A pruned trial counts against the budget too.
+    counted_states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+    def _finished_trial(self, genome: Genome, evaluation: Evaluation, strategy: str, started: dt.datetime,
+                        extra: dict[str, Any]) -> FrozenTrial:
+        """The trial of an ended evaluation: PRUNED when ASHA stopped it, with its learning curve."""
         curve = evaluation.metrics.get(CURVE_KEY)
         pruned = evaluation.metrics.get(PRUNED_KEY) is not None
         if not curve and not pruned:
-            return super().record(genome, evaluation, strategy=strategy, started=started, extra=extra)
+            return super()._finished_trial(genome, evaluation, strategy, started, extra)
         attrs: dict[str, Any] = {k: _json_value(v) for k, v in evaluation.metrics.items()}
-        attrs.update({"genome": genome.to_json(), "genome_hash": genome.hash, "strategy": strategy,
-                      "driver": f"{socket.gethostname()}:{os.getpid()}", **(extra or {})})
+        attrs.update(self._attrs(genome, strategy, extra))
         ok = evaluation.ok and all(math.isfinite(v) for v in evaluation.values or ())
         state = TrialState.PRUNED if pruned and ok else TrialState.COMPLETE if ok else TrialState.FAIL
         if not ok:
             attrs["failure"] = evaluation.failure or "non-finite objective value"
-        trial = FrozenTrial(
+        return FrozenTrial(
             number=-1, trial_id=-1, state=state, value=None,
             values=list(evaluation.values) if state == TrialState.COMPLETE else None,  # type: ignore[arg-type]
             datetime_start=started, datetime_complete=dt.datetime.now(),
             params=genome.values, distributions=self.space.optuna_distributions(genome),
             user_attrs=attrs, system_attrs={},
             intermediate_values={i + 1: float(v) for i, v in enumerate(curve or []) if math.isfinite(v)})
-        trial._validate()
-        storage = self.study._storage
-        return storage.get_trial_number_from_id(storage.create_new_trial(self.study._study_id, template_trial=trial))
 
-    def history(self) -> list[TrialRecord]:
+    def history(self, skip: set[int] | frozenset[int] = frozenset()) -> list[TrialRecord]:
         """Finished trials, PRUNED ones included (told as their last accuracy), in trial order."""
         def told(t: FrozenTrial, metrics: dict[str, Any]) -> Evaluation:
             acc = metrics.get("val_accuracy")
             values = (float(acc),) if acc is not None else None
             return Evaluation(values, metrics, None if values else "pruned")
 
-        out = super().history() + self.records((TrialState.PRUNED,), told)
+        out = super().history(skip) + self.records((TrialState.PRUNED,), told, skip)
         return sorted(out, key=lambda r: r.number)
