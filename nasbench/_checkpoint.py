@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import math
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nasbench.errors import ConfigError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "plain"]
+__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "plain"]
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> None:
+    """Call ``write(tmp)`` on a fresh temporary file beside ``path``, then rename it over ``path``.
+
+    A kill never leaves half a file, and processes writing the same path at once (drivers of
+    one search writing ``best.json``) each use their own temporary name. Missing folders are
+    created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` with ``torch.save`` through a temporary file, so a kill never leaves half a file."""
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | Path, device: Any = "cpu", what: str = "checkpoint") -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
+from nasbench._checkpoint import atomic_write
 from nasbench.errors import ArchitectureFileError, NasbenchError
 from nasbench.space import Genome, Space
 
@@ -101,9 +102,7 @@ def write_architecture(path: str | Path, arch: Architecture, weights: nn.Module 
         _write_weights(weights_path, weights)
     arch = replace(arch, metrics=_plain(dict(arch.metrics)), weights_path=weights_path)
     text = json.dumps(arch.to_dict(), indent=2, sort_keys=True, allow_nan=False)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text + "\n")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(text + "\n"))
     return arch
 
 
@@ -195,7 +194,8 @@ def _write_weights(path: Path, weights: Any) -> None:
     from safetensors.torch import save_file
 
     state = weights.state_dict() if hasattr(weights, "state_dict") else dict(weights)
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path))
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def _read_weights(path: Path) -> dict[str, Any]:

@@ -503,12 +503,14 @@ def test_search_killed_with_sigkill_resumes_to_the_budget(tmp_path):
     assert f"{done} of 6 trials done" in res.stdout
     every = trials_of(url_of(tmp_path), "resnet-digits-random")
     # the killed driver's reservation was found dead (its process is gone) and its genome re-run
+    # (none if the kill fell between two trials)
     dead = [t for t in every if "abandoned" in t.user_attrs]
-    assert [t.state for t in dead] == [optuna.trial.TrialState.FAIL] and "stopped" in dead[0].user_attrs["abandoned"]
+    assert len(dead) <= 1 and all(t.state == optuna.trial.TrialState.FAIL and "stopped" in t.user_attrs["abandoned"]
+                                  for t in dead)
     trials = [t for t in every if "abandoned" not in t.user_attrs]
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 6
     assert len({t.user_attrs["genome_hash"] for t in trials}) == 6
-    assert dead[0].user_attrs["genome_hash"] in {t.user_attrs["genome_hash"] for t in trials}
+    assert all(t.user_attrs["genome_hash"] in {x.user_attrs["genome_hash"] for x in trials} for t in dead)
 
 
 @pytest.mark.slow

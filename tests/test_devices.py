@@ -187,6 +187,11 @@ def test_amp_modes(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_amp("bf16", "cpu")
     with pytest.raises(ConfigError, match="unknown amp mode 'fp8'"):
         resolve_amp("fp8", "cpu")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))  # an H100
+    assert resolve_amp("auto", "cuda") is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (7, 0))  # a V100 only emulates bf16
+    assert resolve_amp("auto", "cuda") is None
     monkeypatch.setattr("nasbench.train._device._cuda_bf16", lambda device: device.type == "cuda")
     assert resolve_amp("auto", "cuda") is torch.bfloat16
     assert resolve_amp("bf16", "cuda:0") is torch.bfloat16

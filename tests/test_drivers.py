@@ -23,7 +23,13 @@ from nasbench._spaces import load_space
 from nasbench.cli import main
 from nasbench.objectives import Evaluation, Objectives
 from nasbench.runner import StudyRecorder, run_search
-from nasbench.runner._drivers import HEARTBEAT_KEY, STALE_BEATS, driver_alive, heartbeat_seconds
+from nasbench.runner._drivers import (
+    HEARTBEAT_KEY,
+    STALE_BEATS,
+    driver_alive,
+    heartbeat_seconds,
+    incarnation,
+)
 from nasbench.runner._study import ABANDONED_KEY, LEASE_KEY
 from nasbench.strategies import create_strategy
 from tests.test_cli import cli_cmd, cli_env
@@ -95,17 +101,23 @@ def test_driver_liveness_on_this_machine_asks_the_process() -> None:
     me = socket.gethostname()
     assert driver_alive(f"{me}:{os.getpid()}", None)
     proc = subprocess.Popen(["sleep", "30"])
+    old = time.time() - (STALE_BEATS + 1) * heartbeat_seconds()
     try:
-        assert driver_alive(f"{me}:{proc.pid}", 0.0)  # alive however old its heartbeat
+        assert driver_alive(f"{me}:{proc.pid}", time.time())
+        assert not driver_alive(f"{me}:{proc.pid}", old)  # a live PID with a stale heartbeat: the PID was reused
     finally:
         proc.kill()
         proc.wait()
     assert not driver_alive(f"{me}:{proc.pid}", time.time())  # dead however fresh its heartbeat
     assert driver_alive("other-host:1", time.time())
-    assert not driver_alive("other-host:1", time.time() - (STALE_BEATS + 1) * heartbeat_seconds())
+    assert not driver_alive("other-host:1", old)
+    # this very host:pid with another incarnation: a restarted container's dead predecessor
+    assert driver_alive(f"{me}:{os.getpid()}", old, token=incarnation())
+    assert not driver_alive(f"{me}:{os.getpid()}", time.time(), token="an-older-process")
 
 
-def test_run_search_learns_from_another_drivers_trials(tmp_path, space) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("name", ["evolution", "tpe", "random"])
+def test_run_search_learns_from_another_drivers_trials(tmp_path, space, name) -> None:  # noqa: ANN001
     url = f"sqlite:///{tmp_path / 's.db'}"
     other = recorder(url, space)
     g = space.sample(__import__("random").Random(7))
@@ -113,16 +125,16 @@ def test_run_search_learns_from_another_drivers_trials(tmp_path, space) -> None:
     other.record(g, Evaluation((0.99,), {"val_accuracy": 0.99}), strategy="random",
                  started=__import__("datetime").datetime.now(), reservation=trial)
     other.close()
-    strategy = create_strategy("evolution", space, ACC, 0, population_size=5, tournament_size=1)
-    told = []
-    original = strategy.replay
-    strategy.replay = lambda genome, ev: (told.append(genome.hash), original(genome, ev))  # type: ignore[method-assign]
+    options = {"population_size": 5, "tournament_size": 1} if name == "evolution" else {}
+    strategy = create_strategy(name, space, ACC, 0, **options)
     rec = recorder(url, space)
     summary = run_search(strategy, lambda genome, seed: Evaluation((0.1,), {"val_accuracy": 0.1}), rec, budget=3,
                          seed=0, history=[])  # as if it started before the other driver's trial existed
-    assert g.hash in told  # the other driver's trial reached this strategy's population
     assert summary.finished == 3 and len(summary.new) == 2 and summary.others == 1
-    assert g.hash in {genome.hash for genome, _ in strategy.population}
+    if name == "evolution":  # the other driver's trial joined this driver's population
+        assert g.hash in {genome.hash for genome, _ in strategy.population}
+    else:  # ... or this driver's sampler history (Optuna's mirror study)
+        assert [t.values for t in strategy._study.trials if t.params == g.values] == [[0.99]]
 
 
 # -- many processes --------------------------------------------------------------------------------
@@ -184,7 +196,7 @@ def test_a_second_supernet_driver_is_refused_naming_the_first(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("nasbench.runner._study.LEASE_SETTLE_SECONDS", 0.05)
     url = f"sqlite:///{tmp_path / 's.db'}"
-    holder = subprocess.Popen(["sleep", "60"])  # a live process on this machine holds the lease
+    holder = subprocess.Popen(["sleep", "3600"])  # a live process on this machine holds the lease
     common = ["--quiet", "search", "--limit", "64", "--storage", url, "--study", "one"]
     try:
         for strategy, extra in (("darts", ["--epochs", "1", "--retrain-epochs", "0", "--selection", "alpha"]),
@@ -198,7 +210,7 @@ def test_a_second_supernet_driver_is_refused_naming_the_first(tmp_path, monkeypa
             storage.set_study_user_attr(sid, LEASE_KEY, {"driver": f"{socket.gethostname()}:{holder.pid}",
                                                          "token": "x", HEARTBEAT_KEY: time.time()})
             capsys.readouterr()
-            assert main(args) == 2
+            assert main(args) == 2, (strategy, storage.get_study_user_attrs(sid).get(LEASE_KEY))
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and f"PID {holder.pid}" in err and socket.gethostname() in err, err
         holder.kill()
@@ -207,3 +219,50 @@ def test_a_second_supernet_driver_is_refused_naming_the_first(tmp_path, monkeypa
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_reservation_declared_dead_while_training_never_counts_twice(tmp_path, space) -> None:  # noqa: ANN001
+    import datetime as dt
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    slow, fast = recorder(url, space), recorder(url, space)
+    g = space.sample(__import__("random").Random(3))
+    mine = slow.reserve(g, 2, strategy="random")
+    slow._heartbeat.remove(mine)
+    assert fast._abandon(fast.study._storage, mine, "driver stopped (no heartbeat for 99 s)")  # thought dead
+    theirs = fast.reserve(g, 2, strategy="random")  # ... so its genome is trained again elsewhere
+    fast.record(g, Evaluation((0.7,), {"val_accuracy": 0.7}), strategy="random", started=dt.datetime.now(),
+                reservation=theirs)
+    number = slow.record(g, Evaluation((0.6,), {"val_accuracy": 0.6}), strategy="random", started=dt.datetime.now(),
+                         reservation=mine)  # the slow driver was alive after all and finishes
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert trials[number].state == TrialState.FAIL and "declared dead" in trials[number].user_attrs[ABANDONED_KEY]
+    assert trials[number].user_attrs["val_accuracy"] == 0.6  # its result is kept, as a trial that does not count
+    assert [r.evaluation.values for r in slow.history()] == [(0.7,)]  # the genome counts once
+    slow.close()
+    fast.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_budget_filled_by_unreadable_trials_stops_instead_of_spinning(tmp_path, space, caplog) -> None:  # noqa: ANN001
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    rec = recorder(url, space)
+    storage = rec.study._storage
+    g = space.sample(__import__("random").Random(0))
+    tid = rec.reserve(g, 5, strategy="random")
+    rec.record(g, Evaluation((0.5,), {"val_accuracy": 0.5}), strategy="random",
+               started=__import__("datetime").datetime.now(), reservation=tid)
+    storage.set_study_user_attr(rec.study._study_id, "unused", 1)
+    # a trial of an older version of the space: it counts in the study but its genome no longer loads
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "s.db") as con:
+        con.execute("UPDATE trial_user_attributes SET value_json = '\"{}\"' WHERE key = 'genome'")
+    rec2 = recorder(url, space)
+    strategy = create_strategy("random", space, ACC, 0)
+    t0 = time.monotonic()
+    summary = run_search(strategy, lambda genome, seed: Evaluation((0.1,), {"val_accuracy": 0.1}), rec2, budget=1,
+                         seed=0)
+    assert time.monotonic() - t0 < 30
+    assert summary.new == [] and "fill the budget" in caplog.text
+    rec.close()

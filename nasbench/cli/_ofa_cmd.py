@@ -152,70 +152,73 @@ def run(args: argparse.Namespace, strategy_options: dict[str, Any]) -> int:
         if remote is not None:
             remote.shutdown()
         raise
-    where = f" on Ray ({remote.cpus_per_trial:g} CPUs, {remote.gpus_per_trial:g} GPUs)" if remote else ""
-    console.print(f"study [bold]{study_name}[/] in {redact(storage)}: Once-for-All on {space.name} ({data.name}, "
-                  f"{len(data.train_y)} train / {len(data.val_y)} val), phases "
-                  f"{', '.join(f'{p}:{e}' for p, e in config.phases)}, supernet {checkpoint}{where}")
-    history = recorder.history()
-    interrupted = False
-    with search_progress("{task.fields[info]}", args.quiet) as progress:
-        if not trainer.done:
-            task = progress.add_task("supernet epochs", total=config.epochs, completed=trainer.epoch, info="")
+    try:  # the lease and any reservation are given back however this ends
+        where = f" on Ray ({remote.cpus_per_trial:g} CPUs, {remote.gpus_per_trial:g} GPUs)" if remote else ""
+        console.print(f"study [bold]{study_name}[/] in {redact(storage)}: Once-for-All on {space.name} ({data.name}, "
+                      f"{len(data.train_y)} train / {len(data.val_y)} val), phases "
+                      f"{', '.join(f'{p}:{e}' for p, e in config.phases)}, supernet {checkpoint}{where}")
+        history = recorder.history()
+        interrupted = False
+        with search_progress("{task.fields[info]}", args.quiet) as progress:
+            if not trainer.done:
+                task = progress.add_task("supernet epochs", total=config.epochs, completed=trainer.epoch, info="")
 
-            def on_epoch(r) -> None:  # noqa: ANN001
-                progress.update(task, completed=r.epoch + 1, info=f"{r.phase}: val acc largest "
-                                f"{r.largest_val_accuracy:.3f} / smallest {r.smallest_val_accuracy:.3f}")
-            try:
-                if remote is None:
-                    trainer.run(on_epoch, checkpoint=checkpoint)
-                else:
-                    _train_remote(remote, checkpoint, on_epoch)
-                    trainer.load(checkpoint)
-            except KeyboardInterrupt:
-                interrupted = True
-            finally:
-                if remote is not None:
-                    remote.shutdown()
-        if not interrupted:
-            strategy = create_strategy("evolution", space, objectives, resume_seed(args.seed, len(history)),
-                                       **strategy_options)
-            strategy.name = "ofa"  # trials say how they were scored: inherited weights
-            evaluator = SubnetEvaluator(trainer, objectives, predictor)
-            sub = progress.add_task("subnets", total=args.budget, completed=min(len(history), args.budget), info="")
-            summary = run_search(strategy, evaluator, recorder, budget=args.budget, seed=args.seed, history=history,
-                                 on_trial=lambda rec, n: progress.update(sub, completed=min(n, args.budget)),
-                                 constraints=constraints,
-                                 estimate=lambda g: evaluator.estimate(g, with_latency=constraints.needs_latency))
-            interrupted = summary.interrupted
-    if interrupted:
-        console.print(f"interrupted; run the same command to resume (supernet checkpoint {checkpoint})")
-        return 130
-    trials = [t for t in recorder.study.get_trials(deepcopy=False) if t.user_attrs.get("strategy") == "ofa"
-              and t.state.name == "COMPLETE"]
-    if not trials:
-        console.print("no complete subnet trial")
+                def on_epoch(r) -> None:  # noqa: ANN001
+                    progress.update(task, completed=r.epoch + 1, info=f"{r.phase}: val acc largest "
+                                    f"{r.largest_val_accuracy:.3f} / smallest {r.smallest_val_accuracy:.3f}")
+                try:
+                    if remote is None:
+                        trainer.run(on_epoch, checkpoint=checkpoint)
+                    else:
+                        _train_remote(remote, checkpoint, on_epoch)
+                        trainer.load(checkpoint)
+                except KeyboardInterrupt:
+                    interrupted = True
+                finally:
+                    if remote is not None:
+                        remote.shutdown()
+            if not interrupted:
+                strategy = create_strategy("evolution", space, objectives, resume_seed(args.seed, len(history)),
+                                           **strategy_options)
+                strategy.name = "ofa"  # trials say how they were scored: inherited weights
+                evaluator = SubnetEvaluator(trainer, objectives, predictor)
+                sub = progress.add_task("subnets", total=args.budget, completed=min(len(history), args.budget), info="")
+                summary = run_search(strategy, evaluator, recorder, budget=args.budget, seed=args.seed, history=history,
+                                     on_trial=lambda rec, n: progress.update(sub, completed=min(n, args.budget)),
+                                     constraints=constraints,
+                                     estimate=lambda g: evaluator.estimate(g, with_latency=constraints.needs_latency))
+                interrupted = summary.interrupted
+        if interrupted:
+            console.print(f"interrupted; run the same command to resume (supernet checkpoint {checkpoint})")
+            return 130
+        trials = [t for t in recorder.study.get_trials(deepcopy=False) if t.user_attrs.get("strategy") == "ofa"
+                  and t.state.name == "COMPLETE"]
+        if not trials:
+            console.print("no complete subnet trial")
+            return 0
+        front = pareto_trials(recorder.study) if objectives.multi else []
+        best = max(trials, key=lambda t: t.values[0])
+        console.print(trials_table(front[:10] if front else sorted(trials, key=lambda t: -t.values[0])[: args.top],
+                                   objectives.names, title=f"{'Pareto front' if front else 'best'} of {study_name}"))
+        out = Path(args.out)
+        with writing(out, "--out", study=study_name, storage=storage):
+            arch = export_subnet(trainer, space.load_genome(best.user_attrs["genome"]), out,
+                                 {**best.user_attrs, "study": study_name, "trial": best.number})
+        console.print(f"wrote {out} (trial {best.number}, inherited weights, test accuracy "
+                      f"{arch.metrics['test_accuracy']:.4f}); load it with nasbench.load_architecture('{out}').build()")
+        if front:
+            folder = out.with_name(out.stem + "_pareto")
+            with writing(folder, "the Pareto folder", study=study_name, storage=storage):
+                folder.mkdir(parents=True, exist_ok=True)
+                for stale in folder.glob("point_*"):  # a resumed search's front may have fewer points
+                    stale.unlink()
+                for i, t in enumerate(sorted(front, key=lambda t: t.values[1])):
+                    export_subnet(trainer, space.load_genome(t.user_attrs["genome"]), folder / f"point_{i:02d}.json",
+                                  {**t.user_attrs, "study": study_name, "trial": t.number})
+            console.print(f"wrote {len(front)} Pareto points with weights to {folder}/")
         return 0
-    front = pareto_trials(recorder.study) if objectives.multi else []
-    best = max(trials, key=lambda t: t.values[0])
-    console.print(trials_table(front[:10] if front else sorted(trials, key=lambda t: -t.values[0])[: args.top],
-                               objectives.names, title=f"{'Pareto front' if front else 'best'} of {study_name}"))
-    out = Path(args.out)
-    with writing(out, "--out", study=study_name, storage=storage):
-        arch = export_subnet(trainer, space.load_genome(best.user_attrs["genome"]), out,
-                             {**best.user_attrs, "study": study_name, "trial": best.number})
-    console.print(f"wrote {out} (trial {best.number}, inherited weights, test accuracy "
-                  f"{arch.metrics['test_accuracy']:.4f}); load it with nasbench.load_architecture('{out}').build()")
-    if front:
-        folder = out.with_name(out.stem + "_pareto")
-        with writing(folder, "the Pareto folder", study=study_name, storage=storage):
-            folder.mkdir(parents=True, exist_ok=True)
-            for stale in folder.glob("point_*"):  # a resumed search's front may have fewer points
-                stale.unlink()
-            for i, t in enumerate(sorted(front, key=lambda t: t.values[1])):
-                export_subnet(trainer, space.load_genome(t.user_attrs["genome"]), folder / f"point_{i:02d}.json",
-                              {**t.user_attrs, "study": study_name, "trial": t.number})
-        console.print(f"wrote {len(front)} Pareto points with weights to {folder}/")
-    return 0
+    finally:
+        recorder.close()
 
 
 def _train_remote(remote: Any, checkpoint: Path, on_epoch: Any) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from nasbench._checkpoint import atomic_write
 from nasbench.cli._shared import check_writable, console, echo, writing
 from nasbench.errors import NasbenchError, StorageError
 
@@ -115,12 +116,12 @@ def _trials(args: argparse.Namespace) -> int:
     if args.format == "parquet":
         try:
             with writing(args.out, "--out"):
-                df.to_parquet(args.out, index=False)
+                atomic_write(args.out, lambda tmp: df.to_parquet(tmp, index=False))
         except ImportError as exc:
             raise NasbenchError(f"writing parquet needs pyarrow ({exc}); pip install pyarrow or use --format csv") from None
     elif args.out:
         with writing(args.out, "--out"):
-            df.to_csv(args.out, index=False)
+            atomic_write(args.out, lambda tmp: df.to_csv(tmp, index=False))
     else:
         echo(df.to_csv(index=False))
         return 0

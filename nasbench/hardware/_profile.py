@@ -81,8 +81,10 @@ class LatencyProfile:
 
     def save(self, path: str | Path) -> None:
         """Write the profile as JSON."""
+        from nasbench._checkpoint import atomic_write
+
         data = {"format": PROFILE_FORMAT, **asdict(self)}
-        Path(path).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyProfile:

@@ -108,7 +108,7 @@ def calibration_batches(data: DatasetSplits, n_images: int = 512, batch_size: in
     from nasbench.data import iterate_batches
     from nasbench.train import batch_generator
 
-    gen = batch_generator(seed, device)
+    gen = batch_generator(seed, "cpu")  # the same images on every device (the split lives on the host)
     n = min(n_images, len(data.train_y))
     idx = torch.randperm(len(data.train_y), generator=gen, device=gen.device)[:n].to(data.train_y.device)
     return list(iterate_batches(data.train_x[idx], data.train_y[idx], batch_size, shuffle=False, device=device,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     from nasbench.strategies._darts import DartsConfig, DartsEpoch, DartsSearch
     from nasbench.train import TrainConfig
 
-__all__ = ["DartsJob", "DartsOutcome", "run_darts", "plot_alphas"]
+__all__ = ["AlphaHeatmap", "AlphaPlot", "DartsJob", "DartsOutcome", "alpha_figure", "alpha_heatmaps", "plot_alphas",
+           "run_darts"]
 
 logger = logging.getLogger(__name__)
 
@@ -229,30 +231,177 @@ def run_darts(search: DartsSearch | RaySupernet, recorder: StudyRecorder, object
     return DartsOutcome(final.genome, metrics, resumed, trials)
 
 
-def plot_alphas(search: DartsSearch | RaySupernet, path: str | Path) -> Path:
-    """PNG heatmap of softmax(alpha) per edge and op (rows) over epochs (columns), one panel per cell."""
-    session = _session(search)
-    layout, history = session.apply(_alpha_layout), session.history
-    import matplotlib
+def _alpha_state(search: DartsSearch) -> dict[str, Any]:
+    """What the heatmap needs besides the history: per cell kind the edge labels, op names and, per
+    edge, the index of the op the answer's genome keeps there (None: the genome cuts the edge);
+    the answer's epoch and the early stop."""
+    result = _result(search)
+    layout = _alpha_layout(search)
+    chosen: dict[str, list[int | None]] = {}
+    for cell, (_, names) in layout.items():
+        kept = {(i, j): op for i, j, op in search.space.cell(cell).edges(result.genome.values)}
+        chosen[cell] = [names.index(kept[e]) if e in kept else None for e in search.net.edges[cell]]
+    return {"layout": layout, "chosen": chosen, "result_epoch": result.epoch,
+            "stopped_at": _stopped_at(search)}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _cell_title(cell: str) -> str:
+    """``normal`` -> ``normal cell``; a cell already named ``cell`` (nb201) or ``..._cell`` keeps its name."""
+    return cell if cell.lower().endswith("cell") else f"{cell} cell"
+
+
+@dataclass
+class AlphaHeatmap:
+    """One panel of the alpha heatmap: a cell kind's softmax(alpha) minus uniform (1/K for K ops).
+
+    Rows are (edge, op) pairs, edge-major (``rows[r]`` e.g. ``e0-1 nor_conv_3x3``); columns are
+    the epochs. ``limit`` is the largest absolute deviation, so the colours span ``±limit``.
+    ``chosen`` holds, per edge the answer's genome keeps, the row of its op there (for
+    perturbation selection the decided op, not necessarily argmax alpha); ``cut`` the edges
+    (row groups of ``ops`` rows) the genome does not keep.
+    """
+
+    cell: str
+    title: str
+    edges: list[str]
+    op_names: list[str]
+    rows: list[str]
+    epochs: list[int]
+    values: Any  # numpy array, rows x epochs
+    limit: float
+    chosen: list[int]
+    cut: list[int]
+
+    @property
+    def ops(self) -> int:
+        return len(self.op_names)
+
+
+@dataclass
+class AlphaPlot:
+    """The heatmap's panels and what the figure marks beside them."""
+
+    panels: list[AlphaHeatmap]
+    result_epoch: int
+    stopped_at: int | None
+    #: Epoch of the first perturbation-selection decision (None: alpha selection, or none made yet).
+    selection_from: int | None
+
+    def subtitle(self, width: int | None = None) -> str:
+        """The answer's epoch, the early stop and the selection's start, in lines of at most ``width``
+        characters where it can (a part is never split)."""
+        parts = [f"answer: epoch {self.result_epoch}'s genome (its op per edge boxed)"]
+        if self.stopped_at is not None:
+            parts.append(f"early stop at epoch {self.stopped_at}")
+        if self.selection_from is not None:
+            parts.append(f"perturbation selection from epoch {self.selection_from}")
+        lines = [parts[0]]
+        for part in parts[1:]:
+            if width is not None and len(lines[-1]) + 2 + len(part) > width:
+                lines[-1] += ";"
+                lines.append(part)
+            else:
+                lines[-1] += f"; {part}"
+        return "\n".join(lines)
+
+
+def alpha_heatmaps(search: DartsSearch | RaySupernet) -> AlphaPlot:
+    """The numbers ``plot_alphas`` draws: per cell kind, softmax(alpha) - 1/K per (edge, op) over the
+    epochs, its symmetric limit, the answer's op per edge and the cut edges."""
     import numpy as np
 
-    cells = list(layout)
-    rows = {c: [f"{e} {op}" for e in layout[c][0] for op in layout[c][1]] for c in cells}
-    height = max(3.0, 0.16 * max(len(r) for r in rows.values()) + 1.5)
-    fig, axes = plt.subplots(1, len(cells), figsize=(5.5 * len(cells), height), squeeze=False)
-    for ax, c in zip(axes[0], cells):
-        data = np.array([np.array(h.probabilities[c]).reshape(-1) for h in history]).T
-        im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0.0, vmax=max(0.5, float(data.max())))
-        ax.set_yticks(range(len(rows[c])), rows[c], fontsize=6)
-        ax.set_xticks(range(len(history)), [str(h.epoch) for h in history], fontsize=7)
+    session = _session(search)
+    state, history = session.apply(_alpha_state), list(session.history)
+    panels = []
+    for cell, (labels, names) in state["layout"].items():
+        edges = [label.split(".", 1)[-1] for label in labels]
+        k = len(names)
+        probs = np.array([np.asarray(h.probabilities[cell], dtype=float).reshape(-1) for h in history]).T
+        values = probs - 1.0 / k
+        chosen = state["chosen"][cell]
+        panels.append(AlphaHeatmap(
+            cell=cell, title=f"{_cell_title(cell)}: {len(edges)} edges × {k} ops", edges=edges, op_names=list(names),
+            rows=[f"{e} {op}" for e in edges for op in names], epochs=[h.epoch for h in history], values=values,
+            limit=float(np.abs(values).max()) if values.size else 0.0,
+            chosen=[e * k + op for e, op in enumerate(chosen) if op is not None],
+            cut=[e for e, op in enumerate(chosen) if op is None]))
+    selection = [h.epoch for h in history if h.extra.get("phase") == "perturbation"]
+    return AlphaPlot(panels, state["result_epoch"], state["stopped_at"], selection[0] if selection else None)
+
+
+def alpha_figure(search: DartsSearch | RaySupernet) -> Any:
+    """The alpha heatmap as a matplotlib ``Figure`` (Agg canvas, no pyplot state): one panel per cell
+    kind, (edge, op) rows over epoch columns, coloured by softmax(alpha) - 1/K on a diverging scale
+    symmetric around 0 (uniform) whose limit is the largest absolute deviation; the answer's op per
+    edge boxed, cut edges hatched, the early stop and the start of perturbation selection marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.ticker import FuncFormatter
+
+    plot = alpha_heatmaps(search)
+    panels = plot.panels
+    epochs = panels[0].epochs
+    # the early stop: a dashed line after its epoch; the selection's start: a dotted one before its first
+    # decision, unless that is the same place (a selection that follows the stop)
+    lines, legend = [], []
+    if plot.stopped_at is not None and plot.stopped_at in epochs:
+        lines.append((epochs.index(plot.stopped_at) + 0.5, "--"))
+        legend.append(("--", f"early stop (after epoch {plot.stopped_at})" + (
+            ", then perturbation selection" if plot.selection_from == plot.stopped_at + 1 else "")))
+    if plot.selection_from is not None and plot.selection_from in epochs and plot.selection_from != (
+            None if plot.stopped_at is None else plot.stopped_at + 1):
+        lines.append((epochs.index(plot.selection_from) - 0.5, ":"))
+        legend.append((":", "perturbation selection begins"))
+    height = max(4.0, 0.16 * max(len(p.rows) for p in panels) + 2.4)
+    fig = Figure(figsize=(6.0 * len(panels), height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, p in zip(axes, panels):
+        limit = p.limit if p.limit > 0 else 1e-6  # nothing moved: a neutral field
+        im = ax.imshow(p.values, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        n_epochs = len(p.epochs)
+        ax.set_yticks(range(len(p.rows)), p.rows, fontsize=6)
+        ax.set_xticks(range(n_epochs), [str(e) for e in p.epochs], fontsize=7)
         ax.set_xlabel("epoch")
-        ax.set_title(f"softmax(alpha), cell {c}")
-        fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
+        ax.set_title(p.title, fontsize=10)
+        for e in range(1, len(p.edges)):  # one band of K rows per edge
+            ax.axhline(e * p.ops - 0.5, color="0.55", lw=0.6)
+        for e in p.cut:
+            ax.add_patch(Rectangle((-0.5, e * p.ops - 0.5), n_epochs, p.ops, fill=False, hatch="///",
+                                   edgecolor="0.45", lw=0))
+        for r in p.chosen:
+            ax.add_patch(Rectangle((-0.5, r - 0.5), n_epochs, 1, fill=False, edgecolor="black", lw=1.4, clip_on=False))
+        labels = ax.get_yticklabels()
+        for r in p.chosen:
+            labels[r].set_fontweight("bold")
+        for e in p.cut:
+            for label in labels[e * p.ops:(e + 1) * p.ops]:
+                label.set_color("0.5")
+        for x, style in lines:
+            ax.axvline(x, color="black", ls=style, lw=1.2)
+        if plot.result_epoch in p.epochs:
+            ax.get_xticklabels()[p.epochs.index(plot.result_epoch)].set_fontweight("bold")
+        digits = max(2, 1 - math.floor(math.log10(limit)))
+        bar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02,
+                           format=FuncFormatter(lambda x, _, d=digits: f"{x:+.{d}f}" if round(x, d) else "0"))
+        bar.set_label(f"softmax(α) − 1/{p.ops}   (0: uniform)\nlimits ± max |deviation| = "
+                      f"±{p.limit:.{digits + 1}f}", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
+    fig.suptitle(f"DARTS softmax(α): change from uniform per edge and op\n"
+                 f"{plot.subtitle(width=int(14 * fig.get_figwidth()))}", fontsize=9)
+    handles = [Patch(fill=False, edgecolor="black", lw=1.4, label="op the answer keeps")]
+    if any(p.cut for p in panels):
+        handles.append(Patch(fill=False, hatch="///", edgecolor="0.45", label="edge the answer cuts"))
+    handles += [Line2D([], [], color="black", ls=style, label=text) for style, text in legend]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=7, frameon=False)
+    return fig
+
+
+def plot_alphas(search: DartsSearch | RaySupernet, path: str | Path) -> Path:
+    """Write ``alpha_figure`` as a PNG to ``path``; return the path."""
+    fig = alpha_figure(search)
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -14,15 +14,21 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["HEARTBEAT_KEY", "STALE_BEATS", "Heartbeat", "driver_id", "driver_alive", "heartbeat_seconds"]
+__all__ = ["HEARTBEAT_KEY", "INCARNATION_KEY", "STALE_BEATS", "Heartbeat", "driver_id", "driver_alive",
+           "heartbeat_seconds", "incarnation"]
 
 logger = logging.getLogger(__name__)
 
 #: User attribute of a reserved trial (and of a supernet lease): the last heartbeat, epoch seconds.
 HEARTBEAT_KEY = "heartbeat"
+#: User attribute naming the process behind a ``driver`` id (a restarted container reuses host and PID).
+INCARNATION_KEY = "driver_incarnation"
+#: This process's incarnation: unique per process start.
+_INCARNATION = uuid.uuid4().hex
 #: Heartbeats a driver may miss before its reservations count as abandoned.
 STALE_BEATS = 6
 #: Seconds between heartbeats unless ``NASBENCH_HEARTBEAT_SECONDS`` says otherwise.
@@ -43,25 +49,34 @@ def driver_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def driver_alive(driver: str | None, heartbeat: float | None, now: float | None = None) -> bool:
-    """Whether the driver ``host:pid`` whose last heartbeat was ``heartbeat`` may still be working.
+def incarnation() -> str:
+    """This process's incarnation token (with ``driver_id``, tells a restarted container's new process from its old one)."""
+    return _INCARNATION
 
-    On this machine the process itself is asked (a killed driver is dead at once); elsewhere a
-    heartbeat within ``STALE_BEATS`` beats is alive.
+
+def driver_alive(driver: str | None, heartbeat: float | None, now: float | None = None,
+                 token: str | None = None) -> bool:
+    """Whether the driver ``host:pid`` (incarnation ``token``), last heartbeat ``heartbeat``, may still be working.
+
+    This process: alive if ``token`` is its own (else it is a dead predecessor with the same host and
+    PID, as after a container restart). Another process of this machine: dead as soon as it is gone.
+    Otherwise: alive while its heartbeat is within ``STALE_BEATS`` beats (machines' clocks are
+    assumed to agree within that, as NTP keeps them).
     """
     now = time.time() if now is None else now
+    fresh = heartbeat is not None and now - float(heartbeat) <= STALE_BEATS * heartbeat_seconds()
+    if driver == driver_id():
+        return token is None or token == _INCARNATION
     host, _, pid = (driver or "").rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
-        if int(pid) == os.getpid():
-            return True
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             return False
         except PermissionError:  # another user's live process
-            return True
-        return _not_zombie(int(pid))
-    return heartbeat is not None and now - float(heartbeat) <= STALE_BEATS * heartbeat_seconds()
+            return fresh
+        return _not_zombie(int(pid)) and (fresh or heartbeat is None)
+    return fresh
 
 
 def _not_zombie(pid: int) -> bool:
@@ -84,13 +99,13 @@ class Heartbeat:
     def __init__(self, make_storage: Callable[[], Any], interval: float | None = None) -> None:
         self.interval = heartbeat_seconds() if interval is None else interval
         self._make_storage = make_storage
-        self._beats: dict[Any, Callable[[Any], None]] = {}
+        self._beats: dict[Any, Callable[[Any], bool | None]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, key: Any, beat: Callable[[Any], None]) -> None:
-        """Call ``beat(storage)`` every interval until ``remove(key)``; starts the thread if needed."""
+    def add(self, key: Any, beat: Callable[[Any], bool | None]) -> None:
+        """Call ``beat(storage)`` every interval until ``remove(key)`` or it returns False; starts the thread."""
         with self._lock:
             self._beats[key] = beat
             if self._thread is None:
@@ -117,13 +132,17 @@ class Heartbeat:
         storage = None
         while not self._stop.wait(self.interval):
             with self._lock:
-                beats = list(self._beats.values())
+                beats = list(self._beats.items())
             if not beats:
                 continue
             try:
                 storage = storage or self._make_storage()
-                for beat in beats:
-                    beat(storage)
             except Exception as exc:  # a beat must never kill the driver; the next one retries
-                logger.warning("heartbeat failed (%s); retrying in %.0f s", exc, self.interval)
-                storage = None
+                logger.warning("heartbeat cannot reach the storage (%s); retrying in %.0f s", exc, self.interval)
+                continue
+            for key, beat in beats:
+                try:  # one by one: a reservation that ended must not silence the others
+                    if beat(storage) is False:
+                        self.remove(key)
+                except Exception as exc:
+                    logger.warning("heartbeat of %s failed (%s); retrying in %.0f s", key, exc, self.interval)

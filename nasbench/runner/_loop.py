@@ -116,7 +116,7 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
     in_flight: dict[str, int] = {}  # genome hash -> extra asks of it waiting for its result
     elsewhere: dict[str, int] = {}  # genome hash reserved by another driver -> our asks waiting for it
     reservations: dict[str, int] = {}  # genome hash -> this driver's reservation (trial id)
-    owed: deque[Genome] = deque()  # genomes to evaluate before asking the strategy again
+    owed: deque[tuple[Genome, bool]] = deque()  # (genome, asked of the strategy) to evaluate before asking again
     repeats = infeasible = 0
 
     def next_genome() -> Genome | None:
@@ -156,6 +156,11 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
             if rec.genome.hash in reservations:  # ours, recorded below (or a lost race: ours goes on)
                 continue
             waiting = elsewhere.pop(rec.genome.hash, 0)
+            for i, (g, asked) in enumerate(owed):  # a genome owed here that another driver finished
+                if g.hash == rec.genome.hash:
+                    del owed[i]
+                    waiting += int(asked)
+                    break
             for _ in range(waiting):
                 strategy.tell(rec.genome, rec.evaluation)
             if not waiting and rec.genome.hash not in seen:
@@ -163,37 +168,42 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
             seen[rec.genome.hash] = rec.evaluation
             summary.others += 1
 
-    def claim(genome: Genome, from_strategy: bool) -> str:
+    def claim(genome: Genome, asked: bool) -> str:
         """Reserve ``genome`` and submit it: "ok", "taken" (another driver has it) or "full" (no budget left)."""
         got = recorder.reserve(genome, budget, strategy=strategy.name)
         if got == "taken":
-            if from_strategy:  # told when the other driver's result shows up
+            if asked:  # told when the other driver's result shows up
                 elsewhere[genome.hash] = elsewhere.get(genome.hash, 0) + 1
             return "taken"
         if got == "full":
-            owed.appendleft(genome)  # not evaluated: the next free slot (a dead driver's) takes it first
+            owed.appendleft((genome, asked))  # not evaluated: the next free slot (a dead driver's) takes it first
             return "full"
         reservations[genome.hash] = int(got)
-        in_flight[genome.hash] = 0
+        # asks of it that waited on another driver (which gave it back or died) are told with this result
+        in_flight[genome.hash] = elsewhere.pop(genome.hash, 0)
         executor.submit(genome, trial_seed(seed, genome))
         return "ok"
 
     try:
         while True:
-            owed.extend(recorder.reclaim_stale())
+            owed.extend((g, False) for g in recorder.reclaim_stale())
             absorb_others()
             if summary.finished >= budget:
                 break
             full = False
-            while (not summary.exhausted and executor.pending < executor.slots
+            while ((owed or not summary.exhausted) and executor.pending < executor.slots
                    and summary.finished + executor.pending < budget):
-                from_strategy = not owed
-                genome = owed.popleft() if owed else next_genome()
+                genome, asked = owed.popleft() if owed else (next_genome(), True)
                 if genome is None:
                     break
-                if not from_strategy and (genome.hash in seen or genome.hash in in_flight):
-                    continue  # an owed genome finished meanwhile
-                outcome = claim(genome, from_strategy)
+                if genome.hash in seen or genome.hash in in_flight:  # an owed genome finished meanwhile
+                    if asked:
+                        if genome.hash in seen:
+                            strategy.tell(genome, seen[genome.hash])
+                        else:
+                            in_flight[genome.hash] += 1
+                    continue
+                outcome = claim(genome, asked)
                 if outcome == "full":
                     full = True
                     break
@@ -201,12 +211,13 @@ def run_search(strategy: Strategy, evaluator: Evaluator, recorder: StudyRecorder
                 if recorder.live_reservations():  # other drivers' trials: wait for them (or their drivers' end)
                     time.sleep(WAIT_POLL_SECONDS)
                     continue
-                if full and not summary.exhausted:
-                    owed.extend(recorder.reclaim_stale())
+                if full:  # nothing runs anywhere now: finished meanwhile, or a driver died (reclaimed at the top)
+                    reclaimed = recorder.reclaim_stale()
+                    owed.extend((g, False) for g in reclaimed)
                     absorb_others()
-                    if summary.finished < budget and not owed:
-                        logger.warning("the study's trials fill the budget of %d but only %d are finished here; "
-                                       "stopping", budget, summary.finished)
+                    if summary.finished < budget and not reclaimed:
+                        logger.warning("the study's trials fill the budget of %d, but only %d of them are trials of "
+                                       "this space that finished; stopping", budget, summary.finished)
                         break
                     continue
                 break  # exhausted: the strategy proposes nothing new

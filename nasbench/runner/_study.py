@@ -19,7 +19,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasbench.errors import ConfigError, NasbenchError, StorageError
 from nasbench.objectives import Evaluation, Objectives
-from nasbench.runner._drivers import HEARTBEAT_KEY, Heartbeat, driver_alive, driver_id
+from nasbench.runner._drivers import (
+    HEARTBEAT_KEY,
+    INCARNATION_KEY,
+    Heartbeat,
+    driver_alive,
+    driver_id,
+    incarnation,
+)
 
 if TYPE_CHECKING:
     from nasbench.space import Genome, Space
@@ -31,8 +38,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_STORAGE = "sqlite:///nasbench.db"
 _META = "nasbench"
 #: User attribute of a reservation that does not count: its driver died, or another driver had the
-#: genome or the budget first. Such a trial is FAIL with this reason and is not part of the history.
+#: genome or the budget first. Such a trial is FAIL with this reason and is not part of the history
+#: (a trial that reached COMPLETE or PRUNED counts whatever attributes a racing driver wrote on it).
 ABANDONED_KEY = "abandoned"
+
+
+def abandoned(t: FrozenTrial) -> bool:
+    """Whether ``t`` is a reservation that does not count (see ``ABANDONED_KEY``)."""
+    return t.state == TrialState.FAIL and ABANDONED_KEY in t.user_attrs
 #: Study user attribute of the one driver training a supernet (DARTS, OFA) on the study.
 LEASE_KEY = "supernet_driver"
 #: Seconds between writing a supernet lease and reading it back (two drivers starting together: one wins).
@@ -179,7 +192,7 @@ class StudyRecorder:
         abandoned reservations and the trial numbers in ``skip`` are left out."""
         out = []
         for t in self.study.get_trials(deepcopy=False, states=states):
-            if "genome" not in t.user_attrs or ABANDONED_KEY in t.user_attrs or t.number in skip:
+            if "genome" not in t.user_attrs or abandoned(t) or t.number in skip:
                 continue
             try:
                 genome = self.space.load_genome(t.user_attrs["genome"])
@@ -204,13 +217,24 @@ class StudyRecorder:
             number = self._finish(reservation, trial)
             if number is not None:
                 return number
+            # declared dead while it trained: another driver may be training the genome again, or
+            # the budget may be full; then the result is kept, but as a trial that does not count
+            clash = self._claim_clash(genome, budget=None, number=None)
+            if clash is not None:
+                reason = f"trained after its reservation was declared dead; {clash[1]}"
+                trial = FrozenTrial(
+                    number=-1, trial_id=-1, state=TrialState.FAIL, value=None, values=None,
+                    datetime_start=trial.datetime_start, datetime_complete=trial.datetime_complete,
+                    params=trial.params, distributions=trial.distributions,
+                    user_attrs={**trial.user_attrs, ABANDONED_KEY: reason, "failure": reason}, system_attrs={},
+                    intermediate_values=trial.intermediate_values)
         # Study.add_trial does exactly this but does not return the new trial's id.
         trial_id = storage.create_new_trial(self.study._study_id, template_trial=trial)
         return storage.get_trial_number_from_id(trial_id)
 
     def _attrs(self, genome: Genome, strategy: str, extra: dict[str, Any]) -> dict[str, Any]:
         return {"genome": genome.to_json(), "genome_hash": genome.hash, "strategy": strategy, "driver": self.driver,
-                **extra}
+                INCARNATION_KEY: incarnation(), **extra}
 
     def _finished_trial(self, genome: Genome, evaluation: Evaluation, strategy: str, started: dt.datetime,
                         extra: dict[str, Any]) -> FrozenTrial:
@@ -228,7 +252,7 @@ class StudyRecorder:
             user_attrs=attrs, system_attrs={}, intermediate_values={})
 
     # -- many drivers ---------------------------------------------------------------------------------
-    def _beat(self, key: Any, beat: Callable[[Any], None]) -> None:
+    def _beat(self, key: Any, beat: Callable[[Any], bool | None]) -> None:
         if self._heartbeat is None:
             self._heartbeat = Heartbeat(lambda: open_storage(self.storage_url))
         self._heartbeat.add(key, beat)
@@ -258,16 +282,26 @@ class StudyRecorder:
         if clash is not None:
             self._abandon(storage, trial_id, clash[1])
             return clash[0]
-        self._beat(trial_id, lambda st: st.set_trial_user_attr(trial_id, HEARTBEAT_KEY, time.time()))
+        def beat(st: Any) -> bool:
+            from optuna.exceptions import UpdateFinishedTrialError
+
+            try:
+                st.set_trial_user_attr(trial_id, HEARTBEAT_KEY, time.time())
+            except UpdateFinishedTrialError:  # finished, here or by a driver that declared this one dead
+                return False
+            return True
+
+        self._beat(trial_id, beat)
         return trial_id
 
-    def _claim_clash(self, genome: Genome, budget: int, number: int | None) -> tuple[str, str] | None:
+    def _claim_clash(self, genome: Genome, budget: int | None, number: int | None) -> tuple[str, str] | None:
         """Why trial ``number`` (None: a claim not written yet) may not have ``genome``: ("taken" or "full",
-        reason), or None. Only trials before it count, finished ones and live reservations."""
+        reason), or None. Only trials before it count, finished ones and live reservations (``budget``
+        None: the genome alone is checked)."""
         now = time.time()
         used = 0
         for t in self.study.get_trials(deepcopy=False):
-            if t.number == number or "genome_hash" not in t.user_attrs or ABANDONED_KEY in t.user_attrs:
+            if t.number == number or "genome_hash" not in t.user_attrs or abandoned(t):
                 continue
             counted = t.state in self.counted_states
             live = (t.state == TrialState.RUNNING and (number is None or t.number < number)
@@ -275,7 +309,7 @@ class StudyRecorder:
             if t.user_attrs["genome_hash"] == genome.hash and (counted or live):
                 return "taken", f"genome {genome.hash} is trial {t.number}'s ({t.user_attrs.get('driver')})"
             used += int(counted or live)
-        if used >= budget:
+        if budget is not None and used >= budget:
             return "full", f"the budget of {budget} trials was taken by other drivers"
         return None
 
@@ -284,7 +318,7 @@ class StudyRecorder:
         beat = t.user_attrs.get(HEARTBEAT_KEY)
         if beat is None and t.datetime_start is not None:
             beat = t.datetime_start.timestamp()
-        return driver_alive(t.user_attrs.get("driver"), beat, now)
+        return driver_alive(t.user_attrs.get("driver"), beat, now, t.user_attrs.get(INCARNATION_KEY))
 
     def _abandon(self, storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> bool:
         """Mark a RUNNING reservation abandoned (FAIL, out of the history); False if it had finished."""
@@ -308,8 +342,10 @@ class StudyRecorder:
         if self._heartbeat is not None:
             self._heartbeat.remove(trial_id)
         try:
+            have = storage.get_trial_user_attrs(trial_id)  # the reservation's: genome, driver, ... (one write each)
             for key, value in trial.user_attrs.items():
-                storage.set_trial_user_attr(trial_id, key, value)
+                if key not in have or have[key] != value:
+                    storage.set_trial_user_attr(trial_id, key, value)
             for step, value in trial.intermediate_values.items():
                 storage.set_trial_intermediate_value(trial_id, step, value)
             storage.set_trial_state_values(trial_id, trial.state, trial.values)
@@ -329,7 +365,7 @@ class StudyRecorder:
         now = time.time()
         storage = self.study._storage
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if "genome" not in t.user_attrs or ABANDONED_KEY in t.user_attrs or self._alive(t, now):
+            if "genome" not in t.user_attrs or ABANDONED_KEY in t.user_attrs or self._alive(t, now):  # RUNNING
                 continue
             beat = t.user_attrs.get(HEARTBEAT_KEY)
             age = f"no heartbeat for {now - float(beat):.0f} s" if beat is not None else "no heartbeat"
@@ -371,10 +407,11 @@ class StudyRecorder:
                                "--study NEW_NAME")
 
         held = holder()
-        if held is not None and held.get("driver") != self.driver and driver_alive(held.get("driver"),
-                                                                                   held.get(HEARTBEAT_KEY)):
+        if held is not None and driver_alive(held.get("driver"), held.get(HEARTBEAT_KEY), None,
+                                             held.get(INCARNATION_KEY)) and held.get(INCARNATION_KEY) != incarnation():
             raise refuse(held)
-        mine = {"driver": self.driver, "token": uuid.uuid4().hex, HEARTBEAT_KEY: time.time()}
+        mine = {"driver": self.driver, "token": uuid.uuid4().hex, INCARNATION_KEY: incarnation(),
+                HEARTBEAT_KEY: time.time()}
         storage.set_study_user_attr(sid, LEASE_KEY, mine)
         time.sleep(LEASE_SETTLE_SECONDS)
         held = holder()
@@ -384,8 +421,14 @@ class StudyRecorder:
         # given back by close(), or at the latest when this recorder or the interpreter goes away
         self._lease_release = weakref.finalize(self, _drop_lease, storage, sid, mine["token"])
 
-        def renew(st: Any) -> None:
+        def renew(st: Any) -> bool:
+            held = st.get_study_user_attrs(sid).get(LEASE_KEY)
+            if not isinstance(held, dict) or held.get("token") != mine["token"]:
+                logger.warning("the supernet lease of study %r was taken by %s (this driver was thought dead)",
+                               self.name, (held or {}).get("driver"))
+                return False
             st.set_study_user_attr(sid, LEASE_KEY, {**mine, HEARTBEAT_KEY: time.time()})
+            return True
 
         self._beat("lease", renew)
 

@@ -3,7 +3,7 @@
 - ``resolve_device``: a device name to a ``torch.device`` this machine has.
 - ``resolve_amp``: ``auto | off | bf16`` to the autocast dtype (bf16 on CUDA only).
 - ``batch_generator``: the random generator of a batch pipeline, on the device it draws for.
-- ``place_data``: a split copied to the accelerator once (or pinned for ``non_blocking`` copies).
+- ``place_data``: a split copied to the accelerator once (up to 1 GiB).
 - ``channels_last_ok``: whether a model may run channels-last (NHWC) on a device.
 - ``cuda_speedups``: cuDNN autotuning while a fixed-shape training runs.
 """
@@ -75,11 +75,12 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def _cuda_bf16(device: torch.device) -> bool:
+    """Native bf16 on ``device``: compute capability 8.0 (Ampere) or later. Older GPUs only emulate it
+    (``torch.cuda.is_bf16_supported()`` says yes there by default), which is slower than float32."""
     if device.type != "cuda":
         return False
     index = device.index if device.index is not None else torch.cuda.current_device()
-    with torch.cuda.device(index):
-        return bool(torch.cuda.is_bf16_supported())
+    return torch.cuda.get_device_capability(index)[0] >= 8
 
 
 def resolve_amp(amp: str, device: str | torch.device) -> torch.dtype | None:
@@ -124,15 +125,13 @@ def place_data(t: torch.Tensor, device: str | torch.device) -> torch.Tensor:
     """``t`` where a training loop should read batches from for ``device``.
 
     On an accelerator a split up to 1 GiB is copied there once, so batches never cross the
-    bus again; a larger one stays on the host, pinned, so per-batch copies are ``non_blocking``.
-    On the CPU ``t`` itself.
+    bus again; a larger one stays on the host and each batch is copied when it is drawn (pinning
+    the split would not help: a drawn batch is a fresh, unpinned tensor). On the CPU ``t`` itself.
     """
     device = torch.device(device)
-    if device.type == "cpu" or t.device == device:
+    if device.type == "cpu" or t.device == device or t.nbytes > MAX_DEVICE_COPY_BYTES:
         return t
-    if t.nbytes <= MAX_DEVICE_COPY_BYTES:
-        return t.to(device)
-    return t.pin_memory() if device.type == "cuda" else t
+    return t.to(device)
 
 
 def _convs(model: nn.Module, exclude: Iterable[nn.Module]) -> Iterator[nn.Conv2d]:
