@@ -130,6 +130,142 @@ def test_depth_expansion_and_width_slicing_give_the_documented_shapes():
     assert model.state_dict().keys() == space.build(genome, 10, (1, 8, 8)).state_dict().keys()
 
 
+def _built_and_copied(net: OFASupernet, genome) -> torch.nn.Module:
+    """The extraction before blueprints: ``space.build`` (random init, RNG kept), then every slice copied in."""
+
+    def conv(src, dst):
+        dst.conv.weight.copy_(src.weight_for(dst.conv.in_channels, dst.conv.out_channels, dst.conv.kernel_size[0]))
+        c = dst.bn.num_features
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(dst.bn, name).copy_(getattr(src.bn, name)[:c])
+        dst.bn.num_batches_tracked.copy_(src.bn.num_batches_tracked)
+
+    with torch.random.fork_rng(devices=[]):
+        model = net.space.build(genome, net.num_classes, net.input_shape)
+    arch = net.set_active(genome)
+    counts = dict.fromkeys(net._stage_names, 0)
+    with torch.no_grad():
+        conv(net.stem, model.stem)
+        for dst, b in zip(model.blocks, arch["blocks"]):
+            src = net.stages[net._stage_names.index(b["stage"])][counts[b["stage"]]]
+            counts[b["stage"]] += 1
+            if dst.expand is not None:
+                conv(src.expand, dst.expand)
+            conv(src.depthwise, dst.depthwise)
+            if dst.se is not None:
+                h, mid = dst.se.reduce.out_channels, dst.se.reduce.in_channels
+                dst.se.reduce.weight.copy_(src.se.reduce.weight[:h, :mid])
+                dst.se.reduce.bias.copy_(src.se.reduce.bias[:h])
+                dst.se.expand.weight.copy_(src.se.expand.weight[:mid, :h])
+                dst.se.expand.bias.copy_(src.se.expand.bias[:mid])
+            conv(src.project, dst.project)
+        conv(net.head, model.head)
+        model.classifier.weight.copy_(net.classifier.weight[:, : model.classifier.in_features])
+        model.classifier.bias.copy_(net.classifier.bias)
+    return model.train(net.training)
+
+
+def _assert_same_module(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """Same classes, attributes, modes, state-dict keys and tensors bit for bit (dtype, shape, strides too)."""
+    mods_a, mods_b = dict(a.named_modules()), dict(b.named_modules())
+    assert list(mods_a) == list(mods_b)
+    for name, ma in mods_a.items():
+        mb = mods_b[name]
+        assert type(ma) is type(mb) and ma.training == mb.training, name
+        assert list(vars(ma)) == list(vars(mb)), name
+        for k, v in vars(ma).items():
+            if k not in ("_parameters", "_buffers", "_modules"):
+                assert v == vars(mb)[k], (name, k)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for k, x in sa.items():
+        y = sb[k]
+        assert (x.dtype, x.shape, x.stride(), x.device) == (y.dtype, y.shape, y.stride(), y.device), k
+        assert torch.equal(x.reshape(-1).view(torch.uint8), y.reshape(-1).view(torch.uint8)), k
+    assert [(n, p.requires_grad, p.is_leaf) for n, p in a.named_parameters()] == \
+        [(n, p.requires_grad, p.is_leaf) for n, p in b.named_parameters()]
+
+
+@pytest.mark.parametrize("space_name", ["tiny", "mobilenetv3"])
+def test_extract_is_exactly_the_built_subnet_with_the_weights_copied_in(space_name):
+    """The fast extraction (blueprints, no init) equals building the subnet and copying into it, bit for bit."""
+    from nasbench import load_space
+
+    space = tiny_space() if space_name == "tiny" else load_space("mobilenetv3")
+    shape = (1, 8, 8) if space_name == "tiny" else (3, 32, 32)
+    net = OFASupernet(space, 10, shape)
+    _randomize(net)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.num_batches_tracked.fill_(5)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))
+    rng = random.Random(2)
+    genomes = [largest_subnet(space), smallest_subnet(space)] + [sample_subnet(space, rng) for _ in range(6)]
+    rng_state = torch.get_rng_state()
+    supernet_ptrs = {t.untyped_storage().data_ptr() for t in [*net.parameters(), *net.buffers()]}
+    for training in (True, False):
+        net.train(training)
+        for g in genomes + genomes[:2]:  # the second time from the blueprint cache
+            fast, slow = net.extract(g), _built_and_copied(net, g)
+            _assert_same_module(fast, slow)
+            tensors = [*fast.parameters(), *fast.buffers()]
+            assert not any(t.is_meta for t in tensors)
+            assert all(t.device == net.classifier.weight.device and t.is_contiguous() for t in tensors)
+            ptrs = [t.untyped_storage().data_ptr() for t in tensors]
+            assert len(set(ptrs)) == len(ptrs) and not set(ptrs) & supernet_ptrs  # own storage, not views
+            assert not any(type(m).__module__.startswith("nasbench.ofa") for m in fast.modules())
+            fast.eval(), slow.eval()
+            with torch.no_grad():
+                assert torch.equal(fast(x), slow(x))
+    assert torch.equal(torch.get_rng_state(), rng_state)  # no random numbers drawn
+    # the module space.build makes, loadable without any OFA code
+    g = genomes[-1]
+    space.build(g, 10, shape).load_state_dict(net.extract(g).state_dict(), strict=True)
+
+
+def test_extract_sees_weight_changes_after_its_caches_are_filled():
+    """Blueprints, slice lists and computed kernels are reused; trained or reloaded weights still come through."""
+    space = tiny_space()
+    net = OFASupernet(space, 10, (1, 8, 8)).eval()
+    _randomize(net)
+    values = {**dict(largest_subnet(space).values), "b.b0.kernel_size": 3, "c.b0.kernel_size": 5}
+    genome = space.genome(values)
+    _assert_same_module(net.extract(genome), _built_and_copied(net, genome))
+    # an optimizer step on everything (depthwise weights and kernel transforms included)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net.set_active(genome)
+    net(torch.randn(2, 1, 8, 8)).square().mean().backward()
+    opt.step()
+    _assert_same_module(net.extract(genome), _built_and_copied(net, genome))
+    # in-place edits, a reload and a new expansion order
+    with torch.no_grad():
+        net.stages[1][0].depthwise.transforms["5to3"].mul_(1.5)
+    _assert_same_module(net.extract(genome), _built_and_copied(net, genome))
+    other = OFASupernet(space, 10, (1, 8, 8)).eval()
+    _randomize(other, seed=3)
+    net.load_state_dict(other.state_dict())
+    net.sort_channels()
+    _assert_same_module(net.extract(genome), _built_and_copied(net, genome))
+    # replacing a weight (not in place) is seen too; writes through .data need clear_kernel_cache
+    dw = net.stages[1][0].depthwise
+    dw.conv.weight = torch.nn.Parameter(dw.conv.weight.detach() * 2)
+    _assert_same_module(net.extract(genome), _built_and_copied(net, genome))
+    dw.conv.weight.data.mul_(3)
+    dw.clear_kernel_cache()
+    _assert_same_module(net.extract(genome), _built_and_copied(net, genome))
+    # a copied or pickled supernet (caches included) extracts its own weights
+    import copy
+    import pickle
+
+    for twin in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        with torch.no_grad():
+            twin.stages[1][0].depthwise.conv.weight.add_(1.0)
+        _assert_same_module(twin.extract(genome), _built_and_copied(twin, genome))
+        assert not torch.equal(twin.extract(genome).blocks[1].depthwise.conv.weight,
+                               net.extract(genome).blocks[1].depthwise.conv.weight)
+
+
 def test_sorting_expanded_channels_keeps_the_full_network_function():
     space = tiny_space()
     net = OFASupernet(space, 10, (1, 8, 8)).eval()

@@ -8,13 +8,19 @@ Every layer stores its largest weights and, on each forward, uses
   through a learned ``k²×k²`` transform per step (7 -> 5 -> 3, Cai et al., 2020),
 * for BatchNorm, the first ``out`` statistics (updated in place through the slice).
 
-The same slicing rules copy weights into stand-alone modules (``nasbench.ofa._extract``),
-so a subnet computes exactly what the supernet computes with that subnet active.
+Every slice is a leading block of a stored tensor (the first entries along each dimension).
+The same slicing rules describe the tensors of stand-alone modules (``slices``: state-dict
+name -> ``Slice``; ``copy_to`` copies them into a built module, ``OFASupernet.extract`` makes
+the module around copies of them), so a subnet computes exactly what the supernet computes
+with that subnet active.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import operator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +29,13 @@ from torch import nn
 from nasbench.ops import ConvBNAct, make_activation, make_divisible
 from nasbench.ops._checks import same_padding
 
-__all__ = ["ElasticConvBNAct", "ElasticMBConv", "ElasticSqueezeExcite", "batch_norm_slice", "se_hidden"]
+__all__ = ["ElasticConvBNAct", "ElasticMBConv", "ElasticSqueezeExcite", "Slice", "batch_norm_slice", "copy_leading",
+           "copy_slices", "leading", "leading_copier", "se_hidden", "tensor_source"]
+
+#: A tensor of a stand-alone module as a slice of the supernet: a function returning the
+#: supernet's current tensor (a parameter or buffer, or a computed depthwise kernel) and the
+#: shape of its leading block. A description, valid for as long as the supernet trains.
+Slice = tuple[Callable[[], torch.Tensor], tuple[int, ...]]
 
 
 def batch_norm_slice(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
@@ -38,6 +50,75 @@ def batch_norm_slice(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     return F.batch_norm(x, None if bn.running_mean is None else bn.running_mean[:c],
                         None if bn.running_var is None else bn.running_var[:c],
                         bn.weight[:c], bn.bias[:c], use_batch, momentum, bn.eps)
+
+
+def leading(src: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """The leading block of ``src`` with ``shape`` (a view): the first entries along every dimension."""
+    return src[tuple(slice(0, n) for n in shape)] if shape else src
+
+
+def leading_copier(full: tuple[int, ...], shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function copying the leading block of ``shape`` out of a tensor of shape ``full``, contiguous.
+
+    One ``narrow_copy`` where it applies (slices in the first two dimensions: every slice of
+    the elastic layers), so no view is made first. ``narrow_copy`` is a plain ``memcpy`` on
+    the calling thread: with other processes on the cores, a multi-threaded copy can wait
+    milliseconds for its second thread.
+    """
+    full, shape = tuple(full), tuple(shape)
+    if not shape:
+        return operator.methodcaller("clone")
+    if full[1:] == shape[1:]:  # also the whole tensor: narrow_copy copies on one thread, clone on all
+        return operator.methodcaller("narrow_copy", 0, 0, shape[0])
+    if full[2:] == shape[2:] and full[0] == shape[0]:
+        return operator.methodcaller("narrow_copy", 1, 0, shape[1])
+    if full[2:] == shape[2:]:
+        return functools.partial(_narrow_copy_01, shape[0], shape[1])  # picklable, unlike a lambda
+    return functools.partial(_clone_leading, shape)
+
+
+def _narrow_copy_01(rows: int, cols: int, t: torch.Tensor) -> torch.Tensor:
+    return t.narrow(0, 0, rows).narrow_copy(1, 0, cols)
+
+
+def _clone_leading(shape: tuple[int, ...], t: torch.Tensor) -> torch.Tensor:
+    return leading(t, shape).clone(memory_format=torch.contiguous_format)
+
+
+def copy_leading(src: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A contiguous copy of ``leading(src, shape)`` in ``dtype`` on ``device``, outside autograd."""
+    with torch.no_grad():
+        if src.dtype != dtype or src.device != device:
+            return leading(src, shape).to(device=device, dtype=dtype, memory_format=torch.contiguous_format,
+                                          copy=True)
+        return leading_copier(src.shape, shape)(src)
+
+
+def copy_slices(dst: nn.Module, slices: dict[str, Slice]) -> None:
+    """Copy ``slices`` (state-dict name -> ``Slice``) into ``dst``, which must have exactly those tensors and shapes."""
+    state = {**dict(dst.named_parameters()), **dict(dst.named_buffers())}
+    if state.keys() != slices.keys():
+        raise ValueError(f"stand-alone {type(dst).__name__} has tensors {sorted(state)}, the elastic slice "
+                         f"{sorted(slices)}")
+    with torch.no_grad():
+        for name, (source, shape) in slices.items():
+            if state[name].shape != shape:
+                raise ValueError(f"{name}: the stand-alone tensor is {tuple(state[name].shape)}, the elastic "
+                                 f"slice {tuple(shape)}")
+            state[name].copy_(leading(source(), shape))
+
+
+def tensor_source(module: nn.Module, name: str) -> Callable[[], torch.Tensor]:
+    """A function returning ``module``'s current parameter or buffer ``name`` (a replaced one too)."""
+    table = module._parameters if name in module._parameters else module._buffers
+    return functools.partial(table.__getitem__, name)  # what nn.Module.__getattr__ does, without its Python
+
+
+def _bn_slices(bn: nn.BatchNorm2d, c: int, out: dict[str, Slice], prefix: str) -> None:
+    """The first ``c`` channels of a BatchNorm's affine parameters and statistics, as a ``BatchNorm2d(c)`` names them."""
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        out[prefix + name] = (tensor_source(bn, name), (c,))
+    out[prefix + "num_batches_tracked"] = (tensor_source(bn, "num_batches_tracked"), ())
 
 
 def se_hidden(mid: int) -> int:
@@ -74,6 +155,9 @@ class ElasticConvBNAct(nn.Module):
             for big, small in zip(self.kernels, self.kernels[1:])})
         self.active_out = out
         self.active_kernel = kernel_size
+        # Smaller kernels for extraction (``slices``) with the inputs they were computed from.
+        self._kernel_cache: dict[int, torch.Tensor] = {}
+        self._kernel_stamp: tuple = ()
 
     @property
     def max_kernel(self) -> int:
@@ -92,6 +176,32 @@ class ElasticConvBNAct(nn.Module):
             w = flat.reshape(w.shape[0], w.shape[1], small, small)
         return w
 
+    def kernel_for_copy(self, kernel: int) -> torch.Tensor:
+        """``kernel_weight(kernel)`` without autograd, computed once per kernel while its inputs stay the same.
+
+        A search extracts many subnets from one trained supernet: the transformed kernels are
+        computed the first time and reused (the same tensors ``kernel_weight`` gives, bit for
+        bit) until the conv weight or a transform is replaced or modified in place (autograd's
+        version counter: optimizer steps, ``load_state_dict``, ``sort_channels``, ``.to``). A
+        write through ``.data`` escapes that counter; call ``clear_kernel_cache`` after one.
+        """
+        if kernel >= self.max_kernel:
+            return self.conv.weight.detach()
+        inputs = (self.conv.weight, *self.transforms.values())
+        stamp = tuple((t, t._version, t.data_ptr()) for t in inputs)
+        if len(stamp) != len(self._kernel_stamp) or any(
+                a is not b or v != u or p != q for (a, v, p), (b, u, q) in zip(stamp, self._kernel_stamp)):
+            self._kernel_cache, self._kernel_stamp = {}, stamp
+        w = self._kernel_cache.get(kernel)
+        if w is None:
+            with torch.no_grad():
+                w = self._kernel_cache[kernel] = self.kernel_weight(kernel)
+        return w
+
+    def clear_kernel_cache(self) -> None:
+        """Forget the kernels ``kernel_for_copy`` computed (after writing the weights through ``.data``)."""
+        self._kernel_cache, self._kernel_stamp = {}, ()
+
     def weight_for(self, c_in: int, c_out: int, kernel: int | None = None) -> torch.Tensor:
         """The conv weight a layer with ``c_in`` inputs, ``c_out`` outputs and ``kernel`` uses."""
         if self.depthwise:
@@ -107,21 +217,26 @@ class ElasticConvBNAct(nn.Module):
         y = F.conv2d(x, w, None, self.conv.stride, same_padding(kernel), 1, c_in if self.depthwise else 1)
         return self.act(batch_norm_slice(self.bn, y))
 
+    def slices(self, out: dict[str, Slice], prefix: str, c_in: int, c_out: int, kernel: int) -> None:
+        """Put the tensors of a stand-alone ``ConvBNAct(c_in, c_out, kernel)`` into ``out`` (names after ``prefix``).
+
+        Slices of the supernet's tensors; a depthwise kernel below the largest is computed
+        (``kernel_for_copy``). ``c_out`` and ``kernel`` are ignored where not elastic.
+        """
+        if self.depthwise:
+            c = c_in
+            k = min(kernel, self.max_kernel)
+            out[prefix + "conv.weight"] = (functools.partial(self.kernel_for_copy, k), (c_in, 1, k, k))
+        else:
+            c = c_out
+            out[prefix + "conv.weight"] = (tensor_source(self.conv, "weight"), (c_out, c_in, *self.conv.kernel_size))
+        _bn_slices(self.bn, c, out, prefix + "bn.")
+
     def copy_to(self, dst: ConvBNAct) -> None:
         """Copy the active slice into a stand-alone ``ConvBNAct`` of the same shape."""
-        c_in, c_out = dst.conv.in_channels, dst.conv.out_channels
-        with torch.no_grad():
-            dst.conv.weight.copy_(self.weight_for(c_in, c_out, dst.conv.kernel_size[0]))
-            _copy_bn(self.bn, dst.bn)
-
-
-def _copy_bn(src: nn.BatchNorm2d, dst: nn.BatchNorm2d) -> None:
-    c = dst.num_features
-    dst.weight.copy_(src.weight[:c])
-    dst.bias.copy_(src.bias[:c])
-    dst.running_mean.copy_(src.running_mean[:c])
-    dst.running_var.copy_(src.running_var[:c])
-    dst.num_batches_tracked.copy_(src.num_batches_tracked)
+        out: dict[str, Slice] = {}
+        self.slices(out, "", dst.conv.in_channels, dst.conv.out_channels, dst.conv.kernel_size[0])
+        copy_slices(dst, out)
 
 
 class ElasticSqueezeExcite(nn.Module):
@@ -143,14 +258,21 @@ class ElasticSqueezeExcite(nn.Module):
         s = self.act(F.conv2d(s, self.reduce.weight[:h, :mid], self.reduce.bias[:h]))
         return x * self.gate(F.conv2d(s, self.expand.weight[:mid, :h], self.expand.bias[:mid]))
 
+    def slices(self, out: dict[str, Slice], prefix: str, mid: int) -> None:
+        """Put the tensors of the stand-alone ``SqueezeExcite`` on ``mid`` channels into ``out`` (names after ``prefix``)."""
+        h = se_hidden(mid)
+        out[prefix + "reduce.weight"] = (tensor_source(self.reduce, "weight"), (h, mid, 1, 1))
+        out[prefix + "reduce.bias"] = (tensor_source(self.reduce, "bias"), (h,))
+        out[prefix + "expand.weight"] = (tensor_source(self.expand, "weight"), (mid, h, 1, 1))
+        out[prefix + "expand.bias"] = (tensor_source(self.expand, "bias"), (mid,))
+
     def copy_to(self, dst: nn.Module) -> None:
         """Copy the active slice into a stand-alone ``SqueezeExcite``."""
-        h, mid = dst.reduce.out_channels, dst.reduce.in_channels
-        with torch.no_grad():
-            dst.reduce.weight.copy_(self.reduce.weight[:h, :mid])
-            dst.reduce.bias.copy_(self.reduce.bias[:h])
-            dst.expand.weight.copy_(self.expand.weight[:mid, :h])
-            dst.expand.bias.copy_(self.expand.bias[:mid])
+        if dst.reduce.out_channels != se_hidden(dst.reduce.in_channels):
+            raise ValueError("stand-alone SE block and elastic SE block disagree on the hidden width")
+        out: dict[str, Slice] = {}
+        self.slices(out, "", dst.reduce.in_channels)
+        copy_slices(dst, out)
 
     @torch.no_grad()
     def sort_hidden(self) -> None:
@@ -220,16 +342,30 @@ class ElasticMBConv(nn.Module):
         out = self.project(out)
         return out + x if self.stride == 1 and out.shape[1] == x.shape[1] else out
 
+    def slices(self, out: dict[str, Slice], prefix: str, c_in: int, mid: int, kernel: int, c_out: int) -> None:
+        """Put the tensors of a stand-alone ``MBConv`` into ``out`` (names after ``prefix``).
+
+        The block has ``c_in`` inputs, ``mid`` expanded channels, a ``kernel`` depthwise
+        kernel and ``c_out`` outputs (``mid_channels`` and ``set_active`` give the active ones).
+        """
+        if self.expand is not None:
+            self.expand.slices(out, prefix + "expand.", c_in, mid, 1)
+        elif mid != c_in:
+            raise ValueError(f"an elastic block without expand conv cannot have {mid} channels from {c_in}")
+        self.depthwise.slices(out, prefix + "depthwise.", mid, mid, kernel)
+        if self.se is not None:
+            self.se.slices(out, prefix + "se.", mid)
+        self.project.slices(out, prefix + "project.", mid, c_out, 1)
+
     def copy_to(self, dst: nn.Module) -> None:
         """Copy the active slice into a stand-alone ``MBConv`` of the matching shape."""
-        if (dst.expand is None) == self.has_expand:
-            raise ValueError("stand-alone block and elastic block disagree on the expand conv")
-        if dst.expand is not None:
-            self.expand.copy_to(dst.expand)
-        self.depthwise.copy_to(dst.depthwise)
-        if dst.se is not None:
-            self.se.copy_to(dst.se)
-        self.project.copy_to(dst.project)
+        if (dst.expand is None) == self.has_expand or (dst.se is None) != (self.se is None):
+            raise ValueError("stand-alone block and elastic block disagree on the expand conv or the SE block")
+        mid = dst.depthwise.conv.in_channels
+        c_in = dst.expand.conv.in_channels if dst.expand is not None else mid
+        out: dict[str, Slice] = {}
+        self.slices(out, "", c_in, mid, dst.depthwise.conv.kernel_size[0], dst.project.conv.out_channels)
+        copy_slices(dst, out)
 
     @torch.no_grad()
     def sort_channels(self) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import random
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -10,7 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasbench.errors import SpaceError
-from nasbench.ofa._elastic import ElasticConvBNAct, ElasticMBConv
+from nasbench.ofa._elastic import (
+    ElasticConvBNAct,
+    ElasticMBConv,
+    Slice,
+    copy_leading,
+    leading,
+    leading_copier,
+    tensor_source,
+)
 from nasbench.ops import ConvBNAct, create_op
 from nasbench.space import Choice, Genome, MacroSpace
 from nasbench.space._macro import round_channels
@@ -144,6 +155,8 @@ class OFASupernet(nn.Module):
         self.dropout = float(top["dropout"])
         self.classifier = nn.Linear(c, self.num_classes)
         self.active: Genome | None = None
+        #: ``extract``'s blueprints of op shapes and tensor lists of block positions (not state).
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._depths = [len(b) for b in self.stages]
         self.set_active(largest_subnet(space))
 
@@ -185,23 +198,188 @@ class OFASupernet(nn.Module):
     def extract(self, genome: Genome) -> nn.Module:
         """The stand-alone network of ``genome`` (as ``space.build``) holding copies of the shared weights.
 
+        The module is the one ``space.build(genome, num_classes, input_shape)`` makes (same
+        classes, attributes and state-dict keys; parameters and buffers contiguous, in the
+        default dtype), in the supernet's train/eval mode and on its device. It is not built
+        by running the ops' constructors, whose random initialization the copy would
+        overwrite: each op is made from a blueprint of its structure around copies of the
+        supernet's slices. The blueprint of an op shape (from a build on the meta device) and
+        the slices of a block position are recorded the first time they are met, which costs
+        about one build of the op; a search meets the same ones again and again.
+
         The copy keeps the supernet's BatchNorm statistics; recalibrate them for the subnet
         with ``recalibrate_bn`` before measuring accuracy.
         """
-        with torch.random.fork_rng(devices=[]):
-            model = self.space.build(genome, self.num_classes, self.input_shape)
         arch = self.set_active(genome)
-        self.stem.copy_to(model.stem)
-        counts = dict.fromkeys(self._stage_names, 0)
-        for dst, b in zip(model.blocks, arch["blocks"]):
-            si = self._stage_names.index(b["stage"])
-            self.stages[si][counts[b["stage"]]].copy_to(dst)
-            counts[b["stage"]] += 1
-        if self.head is not None:
-            self.head.copy_to(model.head)
+        parts = self._parts(genome, arch)
+        device, training = self.classifier.weight.device, self.training
         with torch.no_grad():
-            w = model.classifier.weight
-            w.copy_(self.classifier.weight[:, : w.shape[1]])
-            model.classifier.bias.copy_(self.classifier.bias)
-        device = self.classifier.weight.device
-        return model.to(device).train(self.training)
+            made = [blueprint.make(device, training, takes) for blueprint, takes in parts]
+        model, blocks = made[0], nn.Sequential(*made[1:])
+        blocks.training = training
+        model.blocks = blocks
+        return model
+
+    def _parts(self, genome: Genome, arch: dict[str, Any]) -> list[tuple[_Blueprint, list[_Take]]]:
+        """Blueprint and tensors of the network without its blocks, then of each block (after ``set_active``)."""
+        cache, dtype = self._cache, torch.get_default_dtype()
+        keys, inputs, c = [], [], arch["stem"]["C_out"]
+        for b in arch["blocks"]:
+            keys.append((b["op"], c, b["C_out"], b["stride"], _key(b["params"]), dtype))
+            inputs.append(c)
+            c = b["C_out"]
+        head = arch["head"]
+        keys.insert(0, ("network", _key(arch["stem"]), _key(head), c, arch["dropout"], self.num_classes,
+                        self.input_shape, dtype))
+        missing = [i for i, k in enumerate(keys) if k not in cache]
+        if missing:
+            # Prototypes on the meta device: no storage, no initialization, no random numbers drawn.
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):
+                if missing[0] == 0:  # the network without its blocks; its blocks serve too
+                    proto = self.space.build(genome, self.num_classes, self.input_shape)
+                    cache[keys[0]] = _Blueprint(proto, skip=("blocks",))
+                    for k, block in zip(keys[1:], proto.blocks):
+                        cache.setdefault(k, _Blueprint(block))
+                for i in missing:
+                    if keys[i] not in cache:
+                        b = arch["blocks"][i - 1]
+                        cache[keys[i]] = _Blueprint(create_op(b["op"], inputs[i - 1], b["C_out"], b["stride"],
+                                                              **b["params"]))
+        # Which supernet tensors a block copies depends on its position too.
+        counts = dict.fromkeys(self._stage_names, 0)
+        take_keys = [("takes", keys[0])]
+        for b, k in zip(arch["blocks"], keys[1:]):
+            take_keys.append(("takes", self._stage_names.index(b["stage"]), counts[b["stage"]], k))
+            counts[b["stage"]] += 1
+        for i, tk in enumerate(take_keys):
+            if tk in cache:
+                continue
+            slices: dict[str, Slice] = {}
+            if i == 0:
+                self.stem.slices(slices, "stem.", self.input_shape[0], arch["stem"]["C_out"], self.stem.max_kernel)
+                if self.head is not None:
+                    self.head.slices(slices, "head.", c, head["C_out"], self.head.max_kernel)
+                    c = head["C_out"]
+                slices["classifier.weight"] = (tensor_source(self.classifier, "weight"), (self.num_classes, c))
+                slices["classifier.bias"] = (tensor_source(self.classifier, "bias"), (self.num_classes,))
+            else:
+                block, c_in = self.stages[tk[1]][tk[2]], inputs[i - 1]
+                block.slices(slices, "", c_in, block.mid_channels(c_in), block.depthwise.active_kernel,
+                             arch["blocks"][i - 1]["C_out"])
+            cache[tk] = cache[keys[i]].takes(slices)
+        for k in (*keys, *take_keys):
+            cache.move_to_end(k)
+        parts = [(cache[k], cache[tk]) for k, tk in zip(keys, take_keys)]
+        while len(cache) > _MAX_CACHED:
+            cache.popitem(last=False)
+        return parts
+
+
+#: Blueprints and slice lists a supernet keeps (least recently used dropped first); the full
+#: ``mobilenetv3`` space has a few hundred op shapes, each at one to four block positions.
+_MAX_CACHED = 8192
+#: Attribute values a made module may share with its blueprint's prototype.
+_IMMUTABLE = (bool, int, float, complex, str, bytes, type(None), tuple, frozenset, torch.dtype, torch.device,
+              torch.Size)
+
+
+def _key(v: Any) -> Any:
+    """A hashable form of a frozen-architecture value (dicts, lists and scalars, types kept apart)."""
+    if isinstance(v, dict):
+        return tuple(sorted((k, _key(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_key(x) for x in v)
+    return (type(v).__name__, v)
+
+
+#: One tensor of a made module: the slice's source, the function copying the slice out of it,
+#: the slice's shape and the tensor's dtype.
+_Take = tuple[Callable[[], torch.Tensor], Callable[[torch.Tensor], torch.Tensor], torch.Size, torch.dtype]
+
+
+class _Blueprint:
+    """How to make a module like a (meta-device) prototype without running its ``__init__``.
+
+    ``make`` returns an instance of the prototype's class with its plain attributes (in the
+    same order), fresh hook tables, parameters and buffers that are contiguous copies of
+    slices of the supernet, and children made the same way: the module the constructor
+    makes, minus the initialization and the Python cost of constructing it.
+
+    Args:
+        proto: The module to copy the structure of (any device; meta costs nothing).
+        prefix: The state-dict prefix of ``proto`` inside the blueprint's root.
+        skip: Children left out (the caller sets them).
+    """
+
+    __slots__ = ("cls", "template", "empty", "filled", "deep", "params", "buffers", "children", "tensors")
+
+    def __init__(self, proto: nn.Module, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+        self.cls = type(proto)
+        self.template = dict(proto.__dict__)  # key order and the shared immutable values
+        self.empty: list[tuple[str, type]] = []  # empty containers (hook tables): a new one per module
+        self.filled: list[tuple[str, Any]] = []  # other containers: a shallow copy per module
+        self.deep: list[tuple[str, Any]] = []  # anything else mutable: a deep copy per module
+        for k, v in proto.__dict__.items():
+            if k in ("_parameters", "_buffers", "_modules", "training") or isinstance(v, _IMMUTABLE):
+                continue
+            if isinstance(v, torch.Tensor):
+                raise TypeError(f"{self.cls.__name__}.{k} is a tensor that is neither a parameter nor a buffer")
+            if isinstance(v, (dict, list, set)):
+                (self.filled.append((k, v)) if v else self.empty.append((k, type(v))))
+            else:
+                self.deep.append((k, v))
+        self.params = [(n, None if p is None else p.requires_grad) for n, p in proto._parameters.items()]
+        self.buffers = [(n, b is not None) for n, b in proto._buffers.items()]
+        self.children = [(n, None if m is None or n in skip else _Blueprint(m, f"{prefix}{n}."))
+                         for n, m in proto._modules.items()]
+        #: (state-dict name, shape, dtype) of every tensor, in the order ``make`` takes them.
+        self.tensors = [(prefix + n, p.shape, p.dtype) for n, p in proto._parameters.items() if p is not None]
+        self.tensors += [(prefix + n, b.shape, b.dtype) for n, b in proto._buffers.items() if b is not None]
+        for _, child in self.children:
+            if child is not None:
+                self.tensors += child.tensors
+
+    def takes(self, slices: dict[str, Slice]) -> list[_Take]:
+        """Match ``slices`` (state-dict name -> ``Slice``) to the tensors, in ``make``'s order.
+
+        Raises:
+            ValueError: a tensor has no slice, a slice no tensor, or a slice another shape.
+        """
+        names = [n for n, _, _ in self.tensors]
+        if sorted(names) != sorted(slices):
+            raise ValueError(f"stand-alone {self.cls.__name__} has tensors {sorted(names)}, the elastic slices "
+                             f"{sorted(slices)}")
+        out = []
+        for name, shape, dtype in self.tensors:
+            source, want = slices[name]
+            src = source()
+            got = tuple(leading(src, want).shape)
+            if tuple(want) != tuple(shape) or got != tuple(shape):
+                raise ValueError(f"{name}: the stand-alone tensor is {tuple(shape)}, the elastic slice {got}")
+            out.append((source, leading_copier(src.shape, shape), shape, dtype))  # supernet shapes stay
+        return out
+
+    def make(self, device: torch.device, training: bool, takes: list[_Take]) -> nn.Module:
+        """A new module on ``device`` in ``training`` mode holding copies of the slices (call without autograd)."""
+        tensors = []
+        for source, copier, shape, dtype in takes:
+            src = source()
+            same = src.dtype is dtype and src.device == device
+            tensors.append(copier(src) if same else copy_leading(src, shape, dtype, device))
+        return self._make(training, iter(tensors))
+
+    def _make(self, training: bool, tensors: Iterator[torch.Tensor]) -> nn.Module:
+        d = dict(self.template)
+        for k, t in self.empty:
+            d[k] = t()
+        for k, v in self.filled:
+            d[k] = copy.copy(v)
+        for k, v in self.deep:
+            d[k] = copy.deepcopy(v)
+        d["training"] = training
+        d["_parameters"] = {n: None if rg is None else nn.Parameter(next(tensors), rg) for n, rg in self.params}
+        d["_buffers"] = {n: next(tensors) if present else None for n, present in self.buffers}
+        d["_modules"] = {n: None if b is None else b._make(training, tensors) for n, b in self.children}
+        module = self.cls.__new__(self.cls)
+        module.__dict__.update(d)
+        return module
