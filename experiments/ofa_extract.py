@@ -169,14 +169,10 @@ def timed(fn: Callable[[], Any], clock: Callable[[], float]) -> tuple[Any, float
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (the library's own ``device_name``)."""
+    from nasbench.hardware import device_name
+
+    return device_name("cpu")
 
 
 def main(argv: list[str] | None = None) -> int:
