@@ -208,7 +208,7 @@ class OFATrainer:
     def train_epoch(self) -> OFAEpoch:
         """One epoch of the current phase; moves to the next phase after its last epoch."""
         from nasbench.data import iterate_batches
-        from nasbench.train import batch_generator
+        from nasbench.train import batch_generator, private_rng, seed_device
 
         if self.done:
             raise NasbenchError("the OFA supernet already ran every phase")
@@ -228,10 +228,8 @@ class OFATrainer:
                                   mean=d.mean, std=d.std, drop_last=True)
         self.net.train()
         losses: list[torch.Tensor] = []
-        cuda = [] if self.device.type != "cuda" else [
-            self.device.index if self.device.index is not None else torch.cuda.current_device()]
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
+        with private_rng(self.device):
+            seed_device(self.device, seed)
             for step, (xb, yb) in enumerate(batches):
                 losses.append(self.step(xb, yb, rng=rng, step=step))
         self._guard.flush()

@@ -328,7 +328,7 @@ class DartsSearch:
         """One pass over the training split, alternating alpha and weight steps; returns the weight
         steps' losses and the (shuffled) validation batches."""
         from nasbench.data import iterate_batches
-        from nasbench.train import batch_generator, cuda_speedups
+        from nasbench.train import batch_generator, cuda_speedups, private_rng, seed_device
 
         d = self.data
         gen = batch_generator(seed, self.device)
@@ -339,10 +339,8 @@ class DartsSearch:
         val_batches = list(iterate_batches(*self._val_xy, bs, shuffle=True, generator=gen, **common))
         self.net.train()
         losses: list[torch.Tensor] = []
-        cuda = [] if self.device.type != "cuda" else [
-            self.device.index if self.device.index is not None else torch.cuda.current_device()]
-        with torch.random.fork_rng(devices=cuda), cuda_speedups(self.device):
-            torch.manual_seed(seed)
+        with private_rng(self.device), cuda_speedups(self.device):
+            seed_device(self.device, seed)
             for step, (xb, yb) in enumerate(train):
                 xv, yv = val_batches[step % len(val_batches)]
                 losses.append(self.step(xb, yb, xv, yv))

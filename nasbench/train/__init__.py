@@ -10,8 +10,10 @@ from nasbench.train._device import (
     channels_last_ok,
     cuda_speedups,
     place_data,
+    private_rng,
     resolve_amp,
     resolve_device,
+    seed_device,
 )
 from nasbench.train._evaluate import evaluate
 from nasbench.train._result import TrainResult
@@ -24,11 +26,13 @@ __all__ = [
     "channels_last_ok",
     "cuda_speedups",
     "place_data",
+    "private_rng",
     "resolve_amp",
     "TrainConfig",
     "TrainResult",
     "epoch_hook",
     "evaluate",
     "resolve_device",
+    "seed_device",
     "train_model",
 ]

@@ -20,7 +20,7 @@ from torch import nn
 from nasbench.errors import ConfigError
 
 __all__ = ["AMP_MODES", "autocast", "batch_generator", "channels_last_ok", "cuda_speedups", "place_data",
-           "resolve_amp", "resolve_device"]
+           "private_rng", "resolve_amp", "resolve_device", "seed_device"]
 
 #: Mixed-precision modes: ``auto`` (bf16 autocast where the device supports it: CUDA with bf16),
 #: ``off`` (float32 everywhere), ``bf16`` (bf16 autocast, refused on a device without it).
@@ -110,6 +110,33 @@ def autocast(device: str | torch.device, dtype: torch.dtype | None) -> Any:
     if dtype is None:
         return nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def _cuda_index(device: torch.device) -> int | None:
+    if device.type != "cuda":
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+@contextmanager
+def private_rng(device: str | torch.device) -> Iterator[None]:
+    """Restore torch's CPU RNG (and ``device``'s CUDA RNG) on exit.
+
+    Only the RNG of the device trained on is saved, so CUDA is never initialised when
+    training on the CPU.
+    """
+    cuda_index = _cuda_index(torch.device(device))
+    with torch.random.fork_rng(devices=[] if cuda_index is None else [cuda_index]):
+        yield
+
+
+def seed_device(device: str | torch.device, seed: int) -> None:
+    """Seed the CPU RNG and ``device``'s CUDA RNG only (``torch.manual_seed`` seeds every GPU)."""
+    torch.random.default_generator.manual_seed(seed)
+    cuda_index = _cuda_index(torch.device(device))
+    if cuda_index is not None:
+        with torch.cuda.device(cuda_index):
+            torch.cuda.manual_seed(seed)
 
 
 def batch_generator(seed: int, device: str | torch.device) -> torch.Generator:

@@ -22,8 +22,10 @@ from nasbench.train._device import (
     batch_generator,
     cuda_speedups,
     place_data,
+    private_rng,
     resolve_amp,
     resolve_device,
+    seed_device,
 )
 from nasbench.train._divergence import DivergenceGuard
 from nasbench.train._evaluate import evaluate
@@ -75,33 +77,6 @@ def _planned_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     if config.max_steps is not None:
         steps = min(steps, config.max_steps)
     return steps
-
-
-def _cuda_index(device: torch.device) -> int | None:
-    if device.type != "cuda":
-        return None
-    return device.index if device.index is not None else torch.cuda.current_device()
-
-
-@contextmanager
-def _private_torch_rng(device: torch.device) -> Iterator[None]:
-    """Restore torch's CPU RNG (and ``device``'s CUDA RNG) on exit.
-
-    Only the RNG of the device trained on is saved, so CUDA is never initialised when
-    training on the CPU.
-    """
-    cuda_index = _cuda_index(device)
-    with torch.random.fork_rng(devices=[] if cuda_index is None else [cuda_index]):
-        yield
-
-
-def _seed_torch(device: torch.device, seed: int) -> None:
-    """Seed the CPU RNG and ``device``'s CUDA RNG only (``torch.manual_seed`` seeds every GPU)."""
-    torch.random.default_generator.manual_seed(seed)
-    cuda_index = _cuda_index(device)
-    if cuda_index is not None:
-        with torch.cuda.device(cuda_index):
-            torch.cuda.manual_seed(seed)
 
 
 def _divergence_fix(config: TrainConfig) -> str:
@@ -162,10 +137,10 @@ def train_model(
     if data.val_x.shape[0] == 0:
         raise DataError(f"dataset {data.name!r} has an empty validation split; give it a val share")
 
-    with _private_torch_rng(dev):
+    with private_rng(dev):
         params = count_params(model)
         flops = count_flops(model, data.input_shape)
-        _seed_torch(dev, seed)
+        seed_device(dev, seed)
         with cuda_speedups(dev):
             val_acc, val_loss, train_loss, steps, seconds, epochs_done = _fit(
                 model, data, config, seed, dev, on_epoch
